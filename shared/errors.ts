@@ -1,0 +1,101 @@
+/**
+ * The broker's single error tree. Every failure that can reach a caller is a
+ * `BrokerError` with a closed `code`; `HTTP_STATUS` maps each code to its
+ * status. Messages are public: they never hold a key, a token or a raw
+ * upstream body. The upstream body, where there is one, is kept on a
+ * non-enumerable property so that it never reaches JSON or a log by accident.
+ */
+
+/** The contract's public error codes (CONTRACT.md, "Responses"). */
+export type ErrorCode =
+  | 'invalid_request'
+  | 'invalid_token'
+  | 'access_denied'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'request_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'upstream_rejected'
+  | 'upstream_unavailable'
+  | 'internal_error';
+
+/** HTTP status for each code. */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  invalid_request: 400,
+  invalid_token: 401,
+  access_denied: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  request_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  upstream_rejected: 502,
+  upstream_unavailable: 503,
+  internal_error: 500,
+};
+
+export interface BrokerErrorOptions {
+  cause?: unknown;
+  /** Seconds a caller should wait before trying again (429, 503). */
+  retryAfterSeconds?: number;
+  /** Google's `error` code, or the secret store's status, for 502s. */
+  upstreamError?: string;
+  /** The raw upstream body, kept for operators; never serialised. */
+  upstreamBody?: unknown;
+}
+
+/** The base of every error the broker answers with. */
+export class BrokerError extends Error {
+  readonly code: ErrorCode;
+  readonly retryAfterSeconds: number | undefined;
+  readonly upstreamError: string | undefined;
+  declare readonly upstreamBody: unknown;
+
+  constructor(code: ErrorCode, description: string, options: BrokerErrorOptions = {}) {
+    super(description, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BrokerError';
+    this.code = code;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.upstreamError = options.upstreamError;
+    Object.defineProperty(this, 'upstreamBody', { value: options.upstreamBody, enumerable: false });
+  }
+
+  /** The HTTP status that this error answers with. */
+  get status(): number {
+    return HTTP_STATUS[this.code];
+  }
+}
+
+/** The JSON body of an error response. */
+export interface ErrorBody {
+  error: ErrorCode;
+  error_description: string;
+  upstream_error?: string;
+}
+
+/** Turns any thrown value into a public error body; unknown errors become a bland 500. */
+export function toErrorBody(err: unknown): { status: number; body: ErrorBody; retryAfterSeconds?: number } {
+  if (err instanceof BrokerError) {
+    const body: ErrorBody = { error: err.code, error_description: err.message };
+    if (err.upstreamError !== undefined) body.upstream_error = err.upstreamError;
+    return err.retryAfterSeconds === undefined
+      ? { status: err.status, body }
+      : { status: err.status, body, retryAfterSeconds: err.retryAfterSeconds };
+  }
+  return {
+    status: 500,
+    body: { error: 'internal_error', error_description: 'The broker failed unexpectedly; see its logs.' },
+  };
+}
+
+/** Configuration or policy that fails validation; lists every problem at once. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+
+  constructor(what: string, problems: readonly string[]) {
+    super(`${what} is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
