@@ -1,0 +1,105 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { type CallerVerifier, createCallerVerifier } from '../shared/adapters/caller-auth.js';
+import { createFileSecretSource } from '../shared/adapters/file-secrets.js';
+import { createSecretManagerSource } from '../shared/adapters/secret-manager.js';
+import { createSecretRouter } from '../shared/adapters/secret-source.js';
+import { createTokenEndpoint } from '../shared/adapters/token-endpoint.js';
+import { createUpstashRedis, describeCacheError } from '../shared/adapters/upstash.js';
+import { type Broker, createBroker } from '../shared/broker.js';
+import { createMemoryCache } from '../shared/cache/memory.js';
+import { SharedTokenCache } from '../shared/cache/shared-cache.js';
+import { TokenStore } from '../shared/cache/token-store.js';
+import { type Config, type Env, loadConfig } from '../shared/config.js';
+import { BrokerError } from '../shared/errors.js';
+import { createKeyStore } from '../shared/key-store.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import { createMemoryRateLimiter, type RateLimiter } from '../shared/rate-limit.js';
+import { Throttle } from '../shared/throttle.js';
+
+/** Everything a request handler needs, built once per process. */
+export interface Runtime {
+  readonly config: Config;
+  readonly broker: Broker;
+  readonly verifier: CallerVerifier;
+  readonly rateLimiter: RateLimiter;
+  readonly log: Logger;
+  readonly now: () => number;
+}
+
+/** Builds the real runtime from the environment. Throws ConfigError listing every problem. */
+export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
+  const config = loadConfig(env, {
+    readFile: (p) => readFileSync(p, 'utf8'),
+    cwd: process.cwd(),
+    dirname,
+    resolve,
+  });
+  const now = Date.now;
+  const secrets = createSecretRouter({
+    file: createFileSecretSource({ baseDir: config.keyBaseDir }),
+    secretManager: () =>
+      createSecretManagerSource(
+        config.secretManagerEmulatorHost === undefined
+          ? {}
+          : { emulatorHost: config.secretManagerEmulatorHost },
+      ),
+  });
+  const broker = createBroker({
+    policy: config.policy,
+    keys: createKeyStore({ secrets, ttlMs: config.keyTtlSeconds * 1000, now }),
+    tokenEndpoint: createTokenEndpoint({ tokenUrl: config.tokenUrl }),
+    store: new TokenStore({
+      l1: createMemoryCache({ maxEntries: config.l1MaxEntries, now }),
+      l2: sharedCache(config, log, now),
+      refreshSkewSeconds: config.refreshSkewSeconds,
+      refreshAheadSeconds: config.refreshAheadSeconds,
+      now,
+      onBackgroundError: (err) =>
+        log.log('WARNING', 'background refresh failed; the cached token keeps serving', {
+          error: errorCode(err),
+        }),
+    }),
+    tokenUrl: config.tokenUrl,
+    refreshSkewSeconds: config.refreshSkewSeconds,
+    now,
+  });
+  const verifier = createCallerVerifier({
+    jwksUrl: config.jwksUrl,
+    issuers: config.issuers,
+    audience: config.audience,
+    clockToleranceSeconds: config.clockToleranceSeconds,
+    allowSignatureRemovedByGoogle: config.allowSignatureRemovedByGoogle,
+  });
+  return { config, broker, verifier, rateLimiter: createMemoryRateLimiter({ now }), log, now };
+}
+
+/** The shared cache (L2) when Upstash is configured; its failures become rate-limited warnings, never request errors. */
+function sharedCache(config: Config, log: Logger, now: () => number): SharedTokenCache | undefined {
+  if (config.upstash === undefined || config.cacheKey === undefined) return undefined;
+  const throttle = new Throttle(30_000, now);
+  return new SharedTokenCache({
+    redis: createUpstashRedis(config.upstash),
+    cacheKey: config.cacheKey,
+    timeoutMs: config.cacheTimeoutMs,
+    now,
+    onFailure: (failure) => {
+      const suppressed = throttle.take(`${failure.op}:${failure.reason}`);
+      if (suppressed === undefined) return;
+      log.log('WARNING', 'shared cache unavailable; serving by minting', {
+        cache: {
+          op: failure.op,
+          reason: failure.reason,
+          error: describeCacheError(failure.error),
+          suppressedSinceLast: suppressed,
+        },
+      });
+    },
+  });
+}
+
+function errorCode(err: unknown): string {
+  return err instanceof BrokerError
+    ? `${err.code}${err.upstreamError ? `/${err.upstreamError}` : ''}`
+    : 'unexpected';
+}

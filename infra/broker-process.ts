@@ -1,0 +1,103 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+
+/** The repo root, from dist/infra/ or infra/. */
+export const ROOT = fileURLToPath(
+  new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url),
+);
+
+/** A broker started as `functions-framework --target=<target>`, the way Cloud Functions runs it. */
+export interface BrokerProcess {
+  readonly url: string;
+  readonly port: number;
+  readonly child: ChildProcess;
+  /** Every line the broker wrote to stdout and stderr so far. */
+  readonly lines: string[];
+  stop(): Promise<void>;
+}
+
+/** Finds a free loopback port. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+/**
+ * Starts `dist/functions/index.js` under the real functions framework on a
+ * random loopback port and waits until it answers. Rejects with the broker's
+ * output when it exits first (e.g. on a configuration error).
+ */
+export async function startBrokerProcess(options: {
+  target: string;
+  env: Record<string, string | undefined>;
+  port?: number;
+  nodePath?: string;
+  startTimeoutMs?: number;
+}): Promise<BrokerProcess> {
+  const port = options.port ?? (await freePort());
+  const main = join(dirname(require.resolve('@google-cloud/functions-framework')), 'main.js');
+  const child = spawn(
+    options.nodePath ?? process.execPath,
+    [main, `--target=${options.target}`, `--port=${port}`, `--source=${ROOT}dist/functions/index.js`],
+    {
+      cwd: ROOT,
+      env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const lines: string[] = [];
+  const collect = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') lines.push(line);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const url = `http://127.0.0.1:${port}`;
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) =>
+      reject(new Error(`broker exited with ${code} before it answered:\n${lines.join('\n')}`)),
+    ),
+  );
+  exited.catch(() => {});
+  const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
+  for (;;) {
+    const ready = await Promise.race([
+      fetch(url, { method: 'OPTIONS', signal: AbortSignal.timeout(1000) }).then(
+        () => true,
+        () => false,
+      ),
+      exited,
+    ]);
+    if (ready) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`broker did not answer within the start timeout:\n${lines.join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    port,
+    child,
+    lines,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+      }),
+  };
+}

@@ -1,0 +1,434 @@
+import { createHash, createPublicKey, type KeyObject, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  compactVerify,
+  createLocalJWKSet,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  type JWK,
+  jwtVerify,
+  SignJWT,
+} from 'jose';
+
+/** A fault the stand-in plays on `POST /token`, for reliability tests. */
+export type Fault =
+  | { kind: 'status'; status: number; retryAfterSeconds?: number; body?: string }
+  | { kind: 'delay'; ms: number }
+  | { kind: 'hang' }
+  | { kind: 'reset' }
+  | { kind: 'error'; error: string; description: string };
+
+export interface GoogleStandInOptions {
+  port?: number;
+  host?: string;
+  accessTokenLifetimeSeconds?: number;
+  /** Milliseconds since the epoch. */
+  now?: () => number;
+  /** How far off `iat`/`exp` may be from this server's clock (Google tolerates a few minutes). */
+  clockSkewToleranceSeconds?: number;
+  issuer?: string;
+}
+
+/** The running stand-in. */
+export interface GoogleStandIn {
+  readonly url: string;
+  readonly tokenUrl: string;
+  readonly jwksUrl: string;
+  readonly tokeninfoUrl: string;
+  readonly issuer: string;
+  readonly stats: { tokenRequests: number; tokensIssued: number };
+  registerServiceAccount(account: {
+    email: string;
+    clientId: string;
+    keyId: string;
+    publicKeyPem: string;
+  }): void;
+  disableKey(keyId: string): void;
+  deleteKey(keyId: string): void;
+  addUser(email: string): void;
+  allowDelegation(email: string, scopes: string[] | '*'): void;
+  issueIdToken(options: {
+    email: string;
+    audience: string;
+    emailVerified?: boolean;
+    lifetimeSeconds?: number;
+    iat?: number;
+    issuer?: string;
+    extraClaims?: Record<string, unknown>;
+  }): Promise<string>;
+  rotateSigningKey(): Promise<void>;
+  injectFault(fault: Fault, times?: number): void;
+  reset(): void;
+  setAccessTokenLifetime(seconds: number): void;
+  close(): Promise<void>;
+}
+
+interface Account {
+  email: string;
+  clientId: string;
+  keys: Map<string, { key: KeyObject; state: 'enabled' | 'disabled' | 'deleted' }>;
+  delegation: Set<string> | '*' | undefined;
+}
+
+const GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const TIME_ERROR =
+  'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.';
+const SCOPE = /^(?:https:\/\/[\x21-\x2b\x2d-\x7e]+|openid|email|profile)$/;
+
+class OAuthError extends Error {
+  constructor(
+    readonly error: string,
+    readonly description: string,
+    readonly status = 400,
+  ) {
+    super(description);
+  }
+}
+
+/**
+ * A local stand-in for Google's OAuth 2.0 server: `POST /token` checks
+ * jwt-bearer assertions by the rules of Google's server-to-server guide
+ * (with its error codes), mints access and ID tokens; `/oauth2/v3/certs`
+ * serves its JWKS; `/tokeninfo` describes tokens; `/local/idtoken` issues
+ * caller ID tokens (stand-in only). Faults can be injected on `/token`.
+ */
+export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Promise<GoogleStandIn> {
+  const now = options.now ?? Date.now;
+  const tolerance = options.clockSkewToleranceSeconds ?? 300;
+  let lifetime = options.accessTokenLifetimeSeconds ?? 3599;
+  const accounts = new Map<string, Account>();
+  const users = new Set<string>();
+  const accessTokens = new Map<
+    string,
+    { email: string; scope: string; sub?: string; clientId: string; exp: number }
+  >();
+  const faults: Fault[] = [];
+  const hanging = new Set<ServerResponse>();
+  const stats = { tokenRequests: 0, tokensIssued: 0 };
+  const signingKeys: Array<{
+    kid: string;
+    privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+    jwk: JWK;
+  }> = [];
+
+  const rotateSigningKey = async () => {
+    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const kid = randomBytes(20).toString('hex');
+    signingKeys.push({
+      kid,
+      privateKey,
+      jwk: { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' },
+    });
+  };
+  await rotateSigningKey();
+  const jwks = () => ({ keys: signingKeys.map((k) => k.jwk) });
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) send(res, 500, { error: 'internal_failure', error_description: String(err) });
+    });
+  });
+  await new Promise<void>((resolve) =>
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve),
+  );
+  const url = `http://${options.host ?? '127.0.0.1'}:${(server.address() as AddressInfo).port}`;
+  const issuer = options.issuer ?? url;
+  const tokenUrl = `${url}/token`;
+
+  async function sign(claims: Record<string, unknown>): Promise<string> {
+    const current = signingKeys[signingKeys.length - 1]!;
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid: current.kid, typ: 'JWT' })
+      .sign(current.privateKey);
+  }
+
+  async function issueIdToken(o: Parameters<GoogleStandIn['issueIdToken']>[0]): Promise<string> {
+    const iat = o.iat ?? Math.floor(now() / 1000);
+    const sub = BigInt(`0x${createHash('sha256').update(o.email).digest('hex').slice(0, 15)}`).toString();
+    return sign({
+      iss: o.issuer ?? issuer,
+      aud: o.audience,
+      azp: sub,
+      sub,
+      email: o.email,
+      email_verified: o.emailVerified ?? true,
+      iat,
+      exp: iat + (o.lifetimeSeconds ?? 3600),
+      ...o.extraClaims,
+    });
+  }
+
+  async function exchange(form: URLSearchParams): Promise<Record<string, unknown>> {
+    if (form.get('grant_type') !== GRANT)
+      throw new OAuthError('unsupported_grant_type', `Invalid grant_type: ${form.get('grant_type') ?? ''}`);
+    const assertion = form.get('assertion') ?? '';
+    const badSignature = new OAuthError('invalid_grant', 'Invalid JWT Signature.');
+    // base64url without padding and without whitespace (PROTOCOL.md).
+    if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(assertion)) throw badSignature;
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    let claims: Record<string, unknown>;
+    try {
+      header = decodeProtectedHeader(assertion);
+      claims = JSON.parse(Buffer.from(assertion.split('.')[1]!, 'base64url').toString('utf8')) as Record<
+        string,
+        unknown
+      >;
+    } catch {
+      throw badSignature;
+    }
+    if (header.alg !== 'RS256') throw badSignature;
+    const account = typeof claims['iss'] === 'string' ? accounts.get(claims['iss']) : undefined;
+    if (!account) throw new OAuthError('invalid_client', 'The OAuth client was not found.', 401);
+    const candidates = [...account.keys.entries()].filter(
+      ([kid]) => header.kid === undefined || kid === header.kid,
+    );
+    let verified: { state: string } | undefined;
+    for (const [, k] of candidates) {
+      try {
+        await compactVerify(assertion, k.key, { algorithms: ['RS256'] });
+        verified = k;
+        break;
+      } catch {}
+    }
+    if (!verified || verified.state === 'deleted') throw badSignature;
+    if (verified.state === 'disabled')
+      throw new OAuthError('disabled_client', 'The OAuth client was disabled.');
+    if (claims['aud'] !== tokenUrl)
+      throw new OAuthError('invalid_grant', 'Invalid JWT: Failed audience check.');
+    const iat = claims['iat'];
+    const exp = claims['exp'];
+    const t = now() / 1000;
+    if (
+      typeof iat !== 'number' ||
+      typeof exp !== 'number' ||
+      exp <= iat ||
+      exp - iat > 3900 ||
+      iat > t + tolerance ||
+      exp < t - tolerance
+    ) {
+      throw new OAuthError('invalid_grant', TIME_ERROR);
+    }
+    const targetAudience = claims['target_audience'];
+    if (typeof targetAudience === 'string') {
+      stats.tokensIssued++;
+      const issued = Math.floor(t);
+      return {
+        id_token: await sign({
+          iss: issuer,
+          aud: targetAudience,
+          azp: account.clientId,
+          sub: account.clientId,
+          email: account.email,
+          email_verified: true,
+          iat: issued,
+          exp: issued + 3600,
+        }),
+      };
+    }
+    const scope = claims['scope'];
+    const invalidScope = new OAuthError(
+      'invalid_scope',
+      'Invalid OAuth scope or ID token audience provided.',
+    );
+    if (typeof scope !== 'string' || scope.trim() === '' || scope.includes(',')) throw invalidScope;
+    const scopes = scope.split(' ');
+    if (!scopes.every((s) => SCOPE.test(s))) throw invalidScope;
+    const sub = claims['sub'];
+    if (sub !== undefined) {
+      if (typeof sub !== 'string' || !users.has(sub.toLowerCase()))
+        throw new OAuthError('invalid_grant', 'Not a valid email.');
+      const d = account.delegation;
+      if (d === undefined || (d !== '*' && !scopes.every((s) => d.has(s)))) {
+        throw new OAuthError(
+          'unauthorized_client',
+          'Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.',
+        );
+      }
+    }
+    const accessToken = `ya29.${randomBytes(40).toString('base64url')}`;
+    accessTokens.set(accessToken, {
+      email: account.email,
+      scope,
+      clientId: account.clientId,
+      exp: Math.floor(t) + lifetime,
+      ...(typeof sub === 'string' ? { sub: sub.toLowerCase() } : {}),
+    });
+    stats.tokensIssued++;
+    return { access_token: accessToken, token_type: 'Bearer', expires_in: lifetime, scope };
+  }
+
+  async function tokeninfo(params: URLSearchParams): Promise<[number, unknown]> {
+    const invalid: [number, unknown] = [400, { error: 'invalid_token', error_description: 'Invalid Value' }];
+    const access = params.get('access_token');
+    const t = Math.floor(now() / 1000);
+    if (access) {
+      const info = accessTokens.get(access);
+      if (!info || info.exp <= t) return invalid;
+      return [
+        200,
+        {
+          azp: info.clientId,
+          aud: info.clientId,
+          scope: info.scope,
+          exp: String(info.exp),
+          expires_in: String(info.exp - t),
+          email: info.email,
+          email_verified: 'true',
+          access_type: 'online',
+          ...(info.sub ? { sub: info.sub } : {}),
+        },
+      ];
+    }
+    const idToken = params.get('id_token');
+    if (idToken) {
+      try {
+        const { payload } = await jwtVerify(idToken, createLocalJWKSet(jwks()), {
+          currentDate: new Date(now()),
+        });
+        return [200, payload];
+      } catch {
+        return invalid;
+      }
+    }
+    return invalid;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const u = new URL(req.url ?? '/', url);
+    const body = await readBody(req);
+    if (u.pathname === '/token' && req.method === 'POST') {
+      stats.tokenRequests++;
+      const fault = faults.shift();
+      if (fault) {
+        switch (fault.kind) {
+          case 'status':
+            res.writeHead(fault.status, {
+              'Content-Type': fault.body === undefined ? 'application/json' : 'text/html',
+              ...(fault.retryAfterSeconds === undefined
+                ? {}
+                : { 'Retry-After': String(fault.retryAfterSeconds) }),
+            });
+            res.end(fault.body ?? JSON.stringify({ error: 'internal_failure' }));
+            return;
+          case 'delay':
+            await new Promise((r) => setTimeout(r, fault.ms));
+            break;
+          case 'hang':
+            hanging.add(res);
+            res.on('close', () => hanging.delete(res));
+            return;
+          case 'reset':
+            req.socket.destroy();
+            return;
+          case 'error':
+            send(res, 400, { error: fault.error, error_description: fault.description });
+            return;
+        }
+      }
+      try {
+        send(res, 200, await exchange(new URLSearchParams(body)));
+      } catch (err) {
+        if (!(err instanceof OAuthError)) throw err;
+        send(res, err.status, { error: err.error, error_description: err.description });
+      }
+      return;
+    }
+    if (u.pathname === '/oauth2/v3/certs' && req.method === 'GET') return send(res, 200, jwks());
+    if (u.pathname === '/tokeninfo') {
+      const params = req.method === 'POST' ? new URLSearchParams(body) : u.searchParams;
+      const [status, json] = await tokeninfo(params);
+      return send(res, status, json);
+    }
+    if (u.pathname === '/local/idtoken' && req.method === 'POST') {
+      const { email, audience } = JSON.parse(body || '{}') as { email?: unknown; audience?: unknown };
+      if (typeof email !== 'string' || typeof audience !== 'string')
+        return send(res, 400, { error: 'email and audience are required' });
+      return send(res, 200, { id_token: await issueIdToken({ email, audience }) });
+    }
+    if (u.pathname === '/__control/faults' && req.method === 'POST') {
+      const { fault, times } = JSON.parse(body) as { fault: Fault; times?: number };
+      standIn.injectFault(fault, times);
+      return send(res, 200, { queued: faults.length });
+    }
+    if (u.pathname === '/__control/reset' && req.method === 'POST') {
+      standIn.reset();
+      return send(res, 200, {});
+    }
+    if (u.pathname === '/__control/stats') return send(res, 200, stats);
+    send(res, 404, { error: 'not_found' });
+  }
+
+  const standIn: GoogleStandIn = {
+    url,
+    tokenUrl,
+    jwksUrl: `${url}/oauth2/v3/certs`,
+    tokeninfoUrl: `${url}/tokeninfo`,
+    issuer,
+    stats,
+    registerServiceAccount(a) {
+      const account = accounts.get(a.email) ?? {
+        email: a.email,
+        clientId: a.clientId,
+        keys: new Map(),
+        delegation: undefined,
+      };
+      account.keys.set(a.keyId, { key: createPublicKey(a.publicKeyPem), state: 'enabled' });
+      accounts.set(a.email, account);
+    },
+    disableKey(keyId) {
+      for (const a of accounts.values()) {
+        const k = a.keys.get(keyId);
+        if (k) k.state = 'disabled';
+      }
+    },
+    deleteKey(keyId) {
+      for (const a of accounts.values()) {
+        const k = a.keys.get(keyId);
+        if (k) k.state = 'deleted';
+      }
+    },
+    addUser(email) {
+      users.add(email.toLowerCase());
+    },
+    allowDelegation(email, scopes) {
+      const a = accounts.get(email);
+      if (!a) throw new Error(`unknown service account ${email}`);
+      a.delegation = scopes === '*' ? '*' : new Set(scopes);
+    },
+    issueIdToken,
+    rotateSigningKey,
+    injectFault(fault, times = 1) {
+      for (let i = 0; i < times; i++) faults.push(fault);
+    },
+    reset() {
+      faults.length = 0;
+    },
+    setAccessTokenLifetime(seconds) {
+      lifetime = seconds;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const res of hanging) res.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return standIn;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,129 @@
+/**
+ * A local stack for tests and benchmarks: the Google and Secret Manager
+ * stand-ins, three demo service accounts (one key in Secret Manager, two in
+ * files), the contract's example policy, and broker processes started on it.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BrokerProcess, startBrokerProcess } from './broker-process.js';
+import { generateServiceAccountKey } from './google/keys.js';
+import { type GoogleStandIn, startGoogleStandIn } from './google/server.js';
+import { type SecretManagerStandIn, startSecretManagerStandIn } from './secret-manager/server.js';
+
+export const PROJECT = 'acme';
+export const REPORTING = 'reporting@acme.iam.gserviceaccount.com';
+export const BLUE = 'blue@tenant-blue.iam.gserviceaccount.com';
+export const GREEN = 'green@tenant-green.iam.gserviceaccount.com';
+export const BILLING = 'billing@acme.iam.gserviceaccount.com';
+export const SYNC_JOB = 'sync-job@acme.iam.gserviceaccount.com';
+export const PLATFORM = 'platform@acme.iam.gserviceaccount.com';
+export const OPS = 'ops@acme.iam.gserviceaccount.com';
+export const BIGQUERY = 'https://www.googleapis.com/auth/bigquery.readonly';
+export const CALENDAR = 'https://www.googleapis.com/auth/calendar.readonly';
+export const DRIVE = 'https://www.googleapis.com/auth/drive.file';
+export const AUDIENCE = 'https://broker.test.example';
+
+/** The contract's example policy, with keys in the Secret Manager stand-in and in files. */
+export function examplePolicy(): Record<string, unknown> {
+  return {
+    serviceAccounts: [
+      { email: REPORTING, key: `projects/${PROJECT}/secrets/reporting-key/versions/latest` },
+      { email: BLUE, key: 'file:keys/blue.json', tenant: 'blue' },
+      { email: GREEN, key: 'file:keys/green.json', tenant: 'green' },
+    ],
+    grants: [
+      { callers: [BILLING], serviceAccounts: [REPORTING], scopes: [BIGQUERY] },
+      { callers: [SYNC_JOB], serviceAccounts: [REPORTING], scopes: [CALENDAR], subjects: ['*@acme.com'] },
+      {
+        callers: [PLATFORM],
+        tenants: ['*'],
+        scopes: [DRIVE],
+        operations: ['token', 'jwt', 'idtoken'],
+        audiences: ['https://drive.googleapis.com/'],
+      },
+    ],
+    admins: [OPS],
+  };
+}
+
+/** The stand-ins, demo keys and a policy directory, shared by broker processes. */
+export interface Stack {
+  google: GoogleStandIn;
+  secretManager: SecretManagerStandIn;
+  dir: string;
+  policyFile: string;
+  env: Record<string, string>;
+  callerToken(email: string, overrides?: { audience?: string }): Promise<string>;
+  startBroker(target?: string, env?: Record<string, string | undefined>): Promise<BrokerProcess>;
+  close(): Promise<void>;
+}
+
+/** Starts the Google and Secret Manager stand-ins and stores the example accounts' keys. */
+export async function startStack(
+  options: { policy?: Record<string, unknown>; accessTokenLifetimeSeconds?: number } = {},
+): Promise<Stack> {
+  const google = await startGoogleStandIn(
+    options.accessTokenLifetimeSeconds === undefined
+      ? {}
+      : { accessTokenLifetimeSeconds: options.accessTokenLifetimeSeconds },
+  );
+  const secretManager = await startSecretManagerStandIn();
+  const dir = mkdtempSync(join(tmpdir(), 'broker-test-'));
+  const keysDir = join(dir, 'keys');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(keysDir);
+  const accounts = [
+    { email: REPORTING, projectId: PROJECT },
+    { email: BLUE, projectId: 'tenant-blue' },
+    { email: GREEN, projectId: 'tenant-green' },
+  ];
+  for (const a of accounts) {
+    const k = generateServiceAccountKey({
+      email: a.email,
+      projectId: a.projectId,
+      tokenUri: google.tokenUrl,
+    });
+    google.registerServiceAccount({
+      email: a.email,
+      clientId: k.json.client_id,
+      keyId: k.json.private_key_id,
+      publicKeyPem: k.publicKeyPem,
+    });
+    if (a.email === REPORTING)
+      secretManager.put(`projects/${PROJECT}/secrets/reporting-key`, JSON.stringify(k.json));
+    else writeFileSync(join(keysDir, `${a.email.split('@')[0]}.json`), JSON.stringify(k.json));
+  }
+  google.addUser('alice@acme.com');
+  google.allowDelegation(REPORTING, [CALENDAR]);
+  const policyFile = join(dir, 'policy.json');
+  writeFileSync(policyFile, JSON.stringify(options.policy ?? examplePolicy()));
+  const env: Record<string, string> = {
+    BROKER_POLICY_FILE: policyFile,
+    BROKER_AUDIENCE: AUDIENCE,
+    BROKER_JWKS_URL: google.jwksUrl,
+    BROKER_ISSUERS: google.issuer,
+    BROKER_TOKEN_URL: google.tokenUrl,
+    SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
+  };
+  const brokers: BrokerProcess[] = [];
+  return {
+    google,
+    secretManager,
+    dir,
+    policyFile,
+    env,
+    callerToken: (email, overrides = {}) =>
+      google.issueIdToken({ email, audience: overrides.audience ?? AUDIENCE }),
+    async startBroker(target = 'broker', extra = {}) {
+      const b = await startBrokerProcess({ target, env: { ...env, ...extra } });
+      brokers.push(b);
+      return b;
+    },
+    async close() {
+      await Promise.all(brokers.map((b) => b.stop()));
+      await secretManager.close();
+      await google.close();
+    },
+  };
+}

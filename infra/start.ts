@@ -1,0 +1,238 @@
+/**
+ * `npm start`: the whole broker on a laptop. Starts the Google OAuth and
+ * Secret Manager stand-ins, stores demo service-account keys, writes a demo
+ * policy, starts the broker under the real functions framework, and shows a
+ * plain and a delegated token being requested and served end to end.
+ *
+ *   npm start             # stays up for curl; Ctrl-C stops everything
+ *   npm start -- --once   # runs the demo and exits (used by the tests)
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
+import { credentials } from '@grpc/grpc-js';
+import { PassThroughClient } from 'google-auth-library';
+import { ROOT, startBrokerProcess } from './broker-process.js';
+import { generateServiceAccountKey } from './google/keys.js';
+import { startGoogleStandIn } from './google/server.js';
+import { findRedisServer, type RedisServer, startRedisServer } from './redis/redis-server.js';
+import { startSecretManagerStandIn } from './secret-manager/server.js';
+import { startUpstashStandIn, type UpstashStandIn } from './upstash/server.js';
+
+const once = process.argv.includes('--once');
+const PROJECT = 'demo-project';
+const REPORTING = `reporting@${PROJECT}.iam.gserviceaccount.com`;
+const BLUE = `blue@tenant-blue.iam.gserviceaccount.com`;
+const BILLING = `billing@${PROJECT}.iam.gserviceaccount.com`;
+const SYNC_JOB = `sync-job@${PROJECT}.iam.gserviceaccount.com`;
+const OPS = `ops@${PROJECT}.iam.gserviceaccount.com`;
+const BIGQUERY = 'https://www.googleapis.com/auth/bigquery.readonly';
+const CALENDAR = 'https://www.googleapis.com/auth/calendar.readonly';
+const ALICE = 'alice@demo.example';
+
+const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+const step = (s: string) => console.log(`\n${bold(`▸ ${s}`)}`);
+const short = (token: string) => `${token.slice(0, 18)}…(${token.length} chars)`;
+
+async function main(): Promise<void> {
+  const dir = join(ROOT, '.tmp', 'demo');
+  mkdirSync(join(dir, 'keys'), { recursive: true });
+
+  step('Starting the local stand-ins for Google');
+  const google = await startGoogleStandIn();
+  const secretManager = await startSecretManagerStandIn();
+  console.log(
+    `  Google OAuth 2.0 stand-in   ${google.url}  (token ${google.tokenUrl}, JWKS ${google.jwksUrl})`,
+  );
+  console.log(`  Secret Manager stand-in     ${secretManager.host}  (plaintext gRPC)`);
+  let redis: RedisServer | undefined;
+  let upstash: UpstashStandIn | undefined;
+  const cacheEnv: Record<string, string> = {};
+  if (findRedisServer() !== undefined) {
+    redis = await startRedisServer();
+    const token = randomBytes(24).toString('base64url');
+    upstash = await startUpstashStandIn({ redisUrl: redis.url, token });
+    Object.assign(cacheEnv, {
+      UPSTASH_REDIS_REST_URL: upstash.url,
+      UPSTASH_REDIS_REST_TOKEN: token,
+      BROKER_CACHE_KEY: randomBytes(32).toString('base64'),
+    });
+    console.log(
+      `  Upstash REST stand-in       ${upstash.url}  (over redis-server ${redis.url}): the shared cache`,
+    );
+  } else {
+    console.log(
+      '  redis-server not found: the broker caches tokens in its process only (apt-get install -y redis-server for the shared cache)',
+    );
+  }
+
+  step('Generating demo service-account keys');
+  const reporting = generateServiceAccountKey({
+    email: REPORTING,
+    projectId: PROJECT,
+    tokenUri: google.tokenUrl,
+  });
+  const blue = generateServiceAccountKey({
+    email: BLUE,
+    projectId: 'tenant-blue',
+    tokenUri: google.tokenUrl,
+  });
+  for (const k of [reporting, blue]) {
+    google.registerServiceAccount({
+      email: k.json.client_email,
+      clientId: k.json.client_id,
+      keyId: k.json.private_key_id,
+      publicKeyPem: k.publicKeyPem,
+    });
+  }
+  google.addUser(ALICE);
+  google.allowDelegation(REPORTING, [CALENDAR]);
+
+  // The reporting key goes into Secret Manager through the official client, as an operator would.
+  const client = new SecretManagerServiceClient({
+    apiEndpoint: secretManager.host.split(':')[0] ?? '127.0.0.1',
+    port: Number(secretManager.host.split(':')[1]),
+    sslCreds: credentials.createInsecure(),
+    authClient: new PassThroughClient(),
+  });
+  const [secret] = await client.createSecret({
+    parent: `projects/${PROJECT}`,
+    secretId: 'reporting-key',
+    secret: { replication: { automatic: {} } },
+  });
+  await client.addSecretVersion({
+    parent: secret.name ?? '',
+    payload: { data: Buffer.from(JSON.stringify(reporting.json)) },
+  });
+  await client.close();
+  console.log(`  ${REPORTING} → Secret Manager projects/${PROJECT}/secrets/reporting-key`);
+  // The tenant's key is a file, as local runs may use.
+  writeFileSync(join(dir, 'keys', 'blue.json'), JSON.stringify(blue.json, null, 2), { mode: 0o600 });
+  console.log(`  ${BLUE} → file:keys/blue.json (tenant "blue")`);
+
+  step('Writing the demo policy');
+  const policy = {
+    serviceAccounts: [
+      { email: REPORTING, key: `projects/${PROJECT}/secrets/reporting-key/versions/latest` },
+      { email: BLUE, key: 'file:keys/blue.json', tenant: 'blue' },
+    ],
+    grants: [
+      { callers: [BILLING], serviceAccounts: [REPORTING], scopes: [BIGQUERY] },
+      { callers: [SYNC_JOB], serviceAccounts: [REPORTING], scopes: [CALENDAR], subjects: ['*@demo.example'] },
+      {
+        callers: [`platform@${PROJECT}.iam.gserviceaccount.com`],
+        tenants: ['*'],
+        scopes: ['https://www.googleapis.com/auth/drive.file'],
+        operations: ['token', 'jwt', 'idtoken'],
+        audiences: ['https://drive.googleapis.com/'],
+      },
+    ],
+    admins: [OPS],
+    rateLimit: { requests: 600, windowSeconds: 60 },
+  };
+  const policyFile = join(dir, 'policy.json');
+  writeFileSync(policyFile, `${JSON.stringify(policy, null, 2)}\n`);
+  console.log(`  ${policyFile}`);
+
+  step('Starting the broker (functions-framework --target=broker)');
+  const audience = 'https://broker.local.test';
+  const broker = await startBrokerProcess({
+    target: 'broker',
+    env: {
+      BROKER_POLICY_FILE: policyFile,
+      BROKER_AUDIENCE: audience,
+      BROKER_JWKS_URL: google.jwksUrl,
+      BROKER_ISSUERS: google.issuer,
+      BROKER_TOKEN_URL: google.tokenUrl,
+      SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
+      ...cacheEnv,
+    },
+  });
+  console.log(`  ${broker.url}  (POST /token, /jwt, /idtoken, /admin/purge)`);
+
+  const call = async (caller: string, path: string, body: unknown) => {
+    const idToken = await google.issueIdToken({ email: caller, audience });
+    const res = await fetch(`${broker.url}${path}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${idToken}` },
+      body: JSON.stringify(body),
+    });
+    return { res, json: (await res.json()) as Record<string, unknown>, idToken };
+  };
+
+  step(`A microservice (${BILLING}) asks for a BigQuery token`);
+  const plainBody = { serviceAccount: REPORTING, scopes: [BIGQUERY] };
+  const first = await call(BILLING, '/token', plainBody);
+  report(first.res, first.json);
+  const again = await call(BILLING, '/token', plainBody);
+  console.log(`  again → ${again.res.status}, Cache-Status: ${again.res.headers.get('cache-status')}`);
+
+  step(`A scheduled job (${SYNC_JOB}) asks for a delegated token, acting as ${ALICE}`);
+  const delegated = await call(SYNC_JOB, '/token', {
+    serviceAccount: REPORTING,
+    scopes: [CALENDAR],
+    subject: ALICE,
+  });
+  report(delegated.res, delegated.json);
+
+  step("Checking both tokens at the Google stand-in's tokeninfo");
+  for (const r of [first, delegated]) {
+    const info = await fetch(
+      `${google.tokeninfoUrl}?access_token=${encodeURIComponent(String(r.json['access_token']))}`,
+    );
+    console.log(`  ${info.status} ${JSON.stringify(await info.json())}`);
+  }
+
+  const ok =
+    first.res.status === 200 &&
+    again.res.headers.get('cache-status') === 'broker; hit' &&
+    delegated.res.status === 200;
+  step(ok ? 'End to end: OK' : 'End to end: FAILED');
+  console.log(
+    '\nRepeat the delegated request yourself (the caller ID token is a local one, valid for an hour):\n',
+  );
+  console.log(
+    `curl -sS -X POST ${broker.url}/token \\\n  -H 'Content-Type: application/json' \\\n  -H 'Authorization: Bearer ${delegated.idToken}' \\\n  -d '${JSON.stringify({ serviceAccount: REPORTING, scopes: [CALENDAR], subject: ALICE })}'`,
+  );
+  console.log(
+    `\nMint a caller ID token for another caller:\n\ncurl -sS -X POST ${google.url}/local/idtoken -H 'Content-Type: application/json' -d '{"email":"${BILLING}","audience":"${audience}"}'`,
+  );
+  const audits = broker.lines.filter((l) => l.includes('"audit"')).slice(-1);
+  console.log(
+    `\nThe broker's audit line for the last request (structured JSON for Cloud Logging):\n${audits.join('\n')}`,
+  );
+
+  const shutdown = async () => {
+    await broker.stop();
+    await secretManager.close();
+    await google.close();
+    await upstash?.close();
+    await redis?.stop();
+  };
+  if (once || !ok) {
+    await shutdown();
+    process.exitCode = ok ? 0 : 1;
+    return;
+  }
+  console.log('\nThe broker and stand-ins keep running. Ctrl-C stops them.');
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      void shutdown().then(() => process.exit(0));
+    });
+  }
+}
+
+function report(res: Response, json: Record<string, unknown>): void {
+  const shown = { ...json };
+  if (typeof shown['access_token'] === 'string') shown['access_token'] = short(shown['access_token']);
+  console.log(
+    `  ${res.status}  Cache-Status: ${res.headers.get('cache-status')}  X-Request-Id: ${res.headers.get('x-request-id')}`,
+  );
+  console.log(`  ${JSON.stringify(shown)}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,120 @@
+import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';
+import { canonicalEmail } from '../email.js';
+import { BrokerError } from '../errors.js';
+import { createJwksCache } from './jwks.js';
+
+/** The authenticated caller. */
+export interface Caller {
+  /** Canonical (lower-case) email: the caller's identity in the policy. */
+  readonly email: string;
+  readonly sub: string;
+  readonly iss: string;
+}
+
+/** Verifies the `Authorization` header of a request. */
+export interface CallerVerifier {
+  /** Throws BrokerError `invalid_token` (401), or `upstream_unavailable` when no JWKS could ever be fetched. */
+  verify(authorization: string | undefined): Promise<Caller>;
+}
+
+export interface CallerVerifierOptions {
+  jwksUrl: string;
+  issuers: readonly string[];
+  audience: string;
+  clockToleranceSeconds: number;
+  /** Trust tokens whose signature Cloud Run's IAM replaced with `SIGNATURE_REMOVED_BY_GOOGLE`. Off by default. */
+  allowSignatureRemovedByGoogle: boolean;
+  fetch?: typeof fetch;
+  fetchTimeoutMs?: number;
+  /** Milliseconds since the epoch. */
+  now?: () => number;
+}
+
+const REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
+const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
+
+/**
+ * Verifies a caller's Google-signed OIDC ID token (CONTRACT.md, "Caller
+ * authentication"): RS256 only, against cached JWKS keys; `iss`, `aud`,
+ * `exp`/`iat` with tolerance; a verified `email`.
+ */
+export function createCallerVerifier(options: CallerVerifierOptions): CallerVerifier {
+  const now = options.now ?? Date.now;
+  const keys = createJwksCache({
+    url: options.jwksUrl,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.fetchTimeoutMs ? { timeoutMs: options.fetchTimeoutMs } : {}),
+    now,
+  });
+  const issuers = [...options.issuers];
+
+  function checkClaims(payload: JWTPayload): Caller {
+    const t = now() / 1000;
+    const tol = options.clockToleranceSeconds;
+    if (typeof payload.iss !== 'string' || !issuers.includes(payload.iss))
+      throw invalid('the token has the wrong issuer');
+    const aud = payload.aud;
+    if (
+      !(aud === options.audience || (Array.isArray(aud) && aud.length === 1 && aud[0] === options.audience))
+    ) {
+      throw invalid('the token is for another audience');
+    }
+    if (typeof payload.exp !== 'number' || typeof payload.iat !== 'number')
+      throw invalid('the token lacks `exp` or `iat`');
+    if (payload.exp <= t - tol) throw invalid('the token has expired');
+    if (payload.iat > t + tol) throw invalid('the token was issued in the future');
+    if (typeof payload.nbf === 'number' && payload.nbf > t + tol) throw invalid('the token is not valid yet');
+    if (payload['email_verified'] !== true) throw invalid('the token has no verified email');
+    const email = canonicalEmail(payload['email']);
+    if (email === undefined) throw invalid('the token has no valid email');
+    return { email, sub: typeof payload.sub === 'string' ? payload.sub : '', iss: payload.iss };
+  }
+
+  return {
+    async verify(authorization) {
+      if (authorization === undefined || authorization === '') {
+        throw invalid('send your Google ID token in `Authorization: Bearer <token>`');
+      }
+      const token = BEARER.exec(authorization.trim())?.[1];
+      if (token === undefined) throw invalid('the Authorization header is not `Bearer <JWT>`');
+
+      if (token.endsWith(`.${REMOVED}`)) {
+        if (!options.allowSignatureRemovedByGoogle) {
+          throw invalid(
+            "the token's signature was removed by Cloud Run's IAM check. Send the ID token in `X-Serverless-Authorization` (for Cloud Run) and in `Authorization` (for the broker)",
+          );
+        }
+        let header: ReturnType<typeof decodeProtectedHeader>;
+        let payload: JWTPayload;
+        try {
+          header = decodeProtectedHeader(token);
+          payload = decodeJwt(token);
+        } catch {
+          throw invalid('the token is malformed');
+        }
+        if (header.alg !== 'RS256') throw invalid('only RS256 tokens are accepted');
+        return checkClaims(payload);
+      }
+
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, keys, {
+          algorithms: ['RS256'],
+          clockTolerance: options.clockToleranceSeconds,
+          currentDate: new Date(now()),
+        }));
+      } catch (err) {
+        if (err instanceof BrokerError) throw err;
+        if (err instanceof errors.JWTExpired) throw invalid('the token has expired');
+        if (err instanceof errors.JOSEAlgNotAllowed) throw invalid('only RS256 tokens are accepted');
+        if (err instanceof errors.JWTClaimValidationFailed) throw invalid('the token has an invalid claim');
+        throw invalid('the token signature does not verify');
+      }
+      return checkClaims(payload);
+    },
+  };
+}
+
+function invalid(reason: string): BrokerError {
+  return new BrokerError('invalid_token', `Caller authentication failed: ${reason}.`);
+}

@@ -1,0 +1,43 @@
+import { Lru } from '../lru.js';
+import { type CachedToken, cacheKeyString, type PurgeSelector, type TokenCache } from './types.js';
+
+interface Entry {
+  readonly account: string;
+  readonly value: CachedToken;
+}
+
+/** Options of the in-process cache. */
+export interface MemoryCacheOptions {
+  maxEntries?: number;
+  now?: () => number;
+}
+
+/** A bounded in-process token cache (L1). Entries leave when they really expire, or when evicted. */
+export function createMemoryCache(options: MemoryCacheOptions = {}): TokenCache {
+  const lru = new Lru<string, Entry>(options.maxEntries ?? 10_000);
+  const now = options.now ?? Date.now;
+  return {
+    async get(key) {
+      const id = cacheKeyString(key);
+      const entry = lru.get(id);
+      if (entry === undefined) return undefined;
+      if (entry.value.expiresAt <= now()) {
+        lru.delete(id);
+        return undefined;
+      }
+      return entry.value;
+    },
+    async set(key, value) {
+      lru.set(cacheKeyString(key), { account: key.account, value });
+    },
+    async purge(selector: PurgeSelector) {
+      if ('all' in selector) {
+        const n = lru.size;
+        lru.clear();
+        return n;
+      }
+      const accounts = new Set(selector.accounts);
+      return lru.deleteWhere((_, entry) => accounts.has(entry.account));
+    },
+  };
+}

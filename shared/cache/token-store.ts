@@ -1,0 +1,242 @@
+import { BrokerError } from '../errors.js';
+import { isServable, isServableStale } from '../lifetime.js';
+import { SingleFlight } from '../single-flight.js';
+import type { Generations, SharedTokenCache } from './shared-cache.js';
+import {
+  type CachedToken,
+  type CacheKeyParts,
+  type CacheOutcome,
+  cacheKeyString,
+  type PurgeSelector,
+  type TokenCache,
+} from './types.js';
+
+export interface TokenStoreOptions {
+  /** The in-process cache (L1). */
+  l1: TokenCache;
+  /** The shared cache (L2), when configured. */
+  l2?: SharedTokenCache | undefined;
+  refreshSkewSeconds: number;
+  /** Width of the refresh-ahead window before the skew: a hit inside it also re-mints in the background. */
+  refreshAheadSeconds?: number;
+  /** How long an L1 entry is trusted before its generations are checked again against L2 (purge propagation). */
+  generationCheckMs?: number;
+  /** TTL of the cross-instance mint lock. */
+  lockTtlMs?: number;
+  /** How long an instance waits for another instance's mint before it mints itself. */
+  waitDeadlineMs?: number;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  /** Called when a background refresh fails (the token in hand keeps serving). */
+  onBackgroundError?: (err: unknown) => void;
+}
+
+/** A token served by the store, and where it came from. */
+export interface Stored {
+  readonly token: CachedToken;
+  readonly outcome: CacheOutcome;
+}
+
+interface L1Entry extends CachedToken {
+  /** Generations the token was seen under in L2, and when they were last checked. */
+  readonly gens?: Generations;
+  readonly checkedAt?: number;
+}
+
+/**
+ * The broker's caches as one: L1 in process, L2 shared. Serves a servable
+ * token from either; otherwise mints once: one promise per process
+ * (single-flight) and one mint across instances (a `SET NX PX` lock, the
+ * others waiting with backoff for the result up to a deadline, then minting
+ * themselves). A hit inside the refresh-ahead window re-mints in the
+ * background, so callers do not see the miss. When a mint fails because
+ * Google is unreachable, a token with real life left is served stale.
+ */
+export class TokenStore {
+  readonly #o: Required<Omit<TokenStoreOptions, 'l2'>> & { l2: SharedTokenCache | undefined };
+  readonly #flights = new SingleFlight<Stored>();
+
+  constructor(options: TokenStoreOptions) {
+    this.#o = {
+      refreshAheadSeconds: 300,
+      generationCheckMs: 1000,
+      lockTtlMs: 15_000,
+      waitDeadlineMs: 12_000,
+      now: Date.now,
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      onBackgroundError: () => {},
+      ...options,
+      l2: options.l2,
+    };
+  }
+
+  /**
+   * Serves the token for `parts` with at least `minLifetimeSeconds` (and the
+   * skew) left, minting it with `mint` when no cache has one. Throws what
+   * `mint` throws, unless a stale token can be served instead.
+   */
+  async serve(
+    parts: CacheKeyParts,
+    minLifetimeSeconds: number,
+    mint: () => Promise<CachedToken>,
+  ): Promise<Stored> {
+    const o = this.#o;
+    const seen = await this.#fromL1(parts);
+    if (seen && isServable(seen.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
+      this.#maybeRefreshAhead(parts, seen, mint);
+      return { token: seen, outcome: 'hit' };
+    }
+    const key = cacheKeyString(parts);
+    try {
+      // One L2 lookup, and at most one mint, per key and process, however many requests wait for it.
+      let result = await this.#flights.run(key, () => this.#resolve(parts, seen, minLifetimeSeconds, mint));
+      if (
+        result.outcome === 'hit' &&
+        !isServable(result.token.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)
+      ) {
+        // Joined a flight that found a token too short for this request's minimum: mint a newer one.
+        const short = result.token;
+        result = await this.#flights.run(`${key}\nlonger`, () =>
+          this.#mintOnce(parts, short, minLifetimeSeconds, mint),
+        );
+      }
+      return result;
+    } catch (err) {
+      // Stale-if-error (CONTRACT.md): Google is unreachable, and the token we hold still has real life left.
+      const held = seen ?? (await o.l1.get(parts));
+      if (
+        held &&
+        err instanceof BrokerError &&
+        err.code === 'upstream_unavailable' &&
+        isServableStale(held.expiresAt, o.now(), minLifetimeSeconds)
+      ) {
+        return { token: held, outcome: 'stale' };
+      }
+      throw err;
+    }
+  }
+
+  /** Drops matching tokens here and makes them unreachable in L2 for every instance. Throws `upstream_unavailable` when L2 could not be purged. */
+  async purge(selector: PurgeSelector): Promise<number> {
+    const dropped = await this.#o.l1.purge(selector);
+    if (this.#o.l2 && !(await this.#o.l2.purge(selector))) {
+      throw new BrokerError(
+        'upstream_unavailable',
+        'The shared cache could not be purged; tokens may still be served from it. Retry.',
+        {
+          retryAfterSeconds: 5,
+        },
+      );
+    }
+    return dropped;
+  }
+
+  /** L1, re-checking the entry's generations against L2 at most every `generationCheckMs`, so a purge reaches every instance. */
+  async #fromL1(parts: CacheKeyParts): Promise<L1Entry | undefined> {
+    const entry = (await this.#o.l1.get(parts)) as L1Entry | undefined;
+    if (!entry || !this.#o.l2 || entry.gens === undefined) return entry;
+    const now = this.#o.now();
+    if (entry.checkedAt !== undefined && now - entry.checkedAt < this.#o.generationCheckMs) return entry;
+    const gens = await this.#o.l2.generations(parts.account);
+    if (gens === undefined) return entry; // L2 down: L1 keeps serving
+    if (gens.all !== entry.gens.all || gens.account !== entry.gens.account) return undefined;
+    const checked: L1Entry = { ...entry, checkedAt: now };
+    await this.#o.l1.set(parts, checked);
+    return checked;
+  }
+
+  /** Serves from L2 when it has a servable token; otherwise mints once (see `#mintOnce`). */
+  async #resolve(
+    parts: CacheKeyParts,
+    seen: CachedToken | undefined,
+    minLifetimeSeconds: number,
+    mint: () => Promise<CachedToken>,
+  ): Promise<Stored> {
+    const o = this.#o;
+    let newest = seen;
+    if (o.l2) {
+      const found = await o.l2.lookup(parts);
+      if (found?.token) {
+        await o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+        if (isServable(found.token.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
+          return { token: found.token, outcome: 'hit' };
+        }
+        if (!newest || found.token.expiresAt > newest.expiresAt) newest = found.token;
+      }
+    }
+    return this.#mintOnce(parts, newest, minLifetimeSeconds, mint);
+  }
+
+  /** A hit inside the refresh-ahead window re-mints in the background; the caller gets the token in hand. */
+  #maybeRefreshAhead(parts: CacheKeyParts, seen: CachedToken, mint: () => Promise<CachedToken>): void {
+    const o = this.#o;
+    if (isServable(seen.expiresAt, o.now(), o.refreshSkewSeconds + o.refreshAheadSeconds, 0)) return;
+    this.#flights
+      .run(cacheKeyString(parts), () => this.#mintOnce(parts, seen, 0, mint))
+      .catch((err: unknown) => this.#o.onBackgroundError(err));
+  }
+
+  /** Whether `candidate` can replace what we had: newer, and servable. */
+  #accept(
+    candidate: CachedToken | undefined,
+    seen: CachedToken | undefined,
+    minLifetimeSeconds: number,
+  ): candidate is CachedToken {
+    if (!candidate) return false;
+    if (seen && candidate.expiresAt <= seen.expiresAt) return false;
+    return isServable(candidate.expiresAt, this.#o.now(), this.#o.refreshSkewSeconds, minLifetimeSeconds);
+  }
+
+  async #mintOnce(
+    parts: CacheKeyParts,
+    seen: CachedToken | undefined,
+    minLifetimeSeconds: number,
+    mint: () => Promise<CachedToken>,
+  ): Promise<Stored> {
+    const o = this.#o;
+    const l2 = o.l2;
+    const mintAndStore = async (gens: Generations | undefined): Promise<Stored> => {
+      const token = await mint();
+      if (l2 && gens) {
+        await l2.store(parts, gens, token);
+        await o.l1.set(parts, l1Entry(token, gens, o.now()));
+      } else {
+        await o.l1.set(parts, token);
+      }
+      return { token, outcome: 'miss' };
+    };
+    if (!l2) return mintAndStore(undefined);
+
+    const lock = await l2.lock(parts, o.lockTtlMs);
+    if (lock === undefined) return mintAndStore((await l2.lookup(parts))?.gens);
+    if (lock !== 'held') {
+      try {
+        // Another instance may have finished its mint between our lookup and our lock.
+        const found = await l2.lookup(parts);
+        if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
+          await o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+          return { token: found.token, outcome: 'hit' };
+        }
+        return await mintAndStore(found?.gens);
+      } finally {
+        await l2.unlock(parts, lock.owner);
+      }
+    }
+    // Another instance is minting: wait for its result with backoff, up to a deadline; then mint ourselves.
+    const deadline = o.now() + o.waitDeadlineMs;
+    for (let attempt = 0; o.now() < deadline; attempt++) {
+      await o.sleep(Math.min(10 * 2 ** attempt, 200, Math.max(1, deadline - o.now())));
+      const found = await l2.lookup(parts);
+      if (found === undefined && l2.state === 'open') break; // L2 is down: stop waiting for it
+      if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
+        await o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+        return { token: found.token, outcome: 'hit' };
+      }
+    }
+    return mintAndStore((await l2.lookup(parts))?.gens);
+  }
+}
+
+function l1Entry(token: CachedToken, gens: Generations, checkedAt: number): L1Entry {
+  return { ...token, gens, checkedAt };
+}

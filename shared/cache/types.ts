@@ -1,0 +1,40 @@
+/** What a token is cached under (CONTRACT.md, "Cache semantics"). */
+export interface CacheKeyParts {
+  readonly kind: 'token' | 'jwt' | 'idtoken';
+  /** The service account's canonical email (a tenant resolves to exactly one). */
+  readonly account: string;
+  /** Sorted and de-duplicated. */
+  readonly scopes: readonly string[];
+  readonly subject: string | undefined;
+  readonly audience: string | undefined;
+}
+
+/** A token as the caches hold it. */
+export interface CachedToken {
+  readonly token: string;
+  /** Epoch milliseconds when the token really expires. */
+  readonly expiresAt: number;
+  /** The scopes Google granted, for `token`. */
+  readonly scope?: string;
+}
+
+/** Where a served token came from. */
+export type CacheOutcome = 'hit' | 'miss' | 'stale';
+
+/** Which cached tokens a purge drops. */
+export type PurgeSelector = { readonly all: true } | { readonly accounts: readonly string[] };
+
+/** A token cache; the broker holds one, which may be tiered. */
+export interface TokenCache {
+  /** Returns the entry for `key`, whatever life it has left; the caller judges whether it can serve it. */
+  get(key: CacheKeyParts): Promise<CachedToken | undefined>;
+  /** Stores a token until it really expires. */
+  set(key: CacheKeyParts, value: CachedToken): Promise<void>;
+  /** Makes every matching token unreachable; returns how many local entries were dropped. */
+  purge(selector: PurgeSelector): Promise<number>;
+}
+
+/** One string for the parts; the order of fields is fixed, so equal parts give equal strings. */
+export function cacheKeyString(key: CacheKeyParts): string {
+  return JSON.stringify([key.kind, key.account, key.scopes, key.subject ?? null, key.audience ?? null]);
+}

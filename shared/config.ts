@@ -1,0 +1,207 @@
+import { ConfigError } from './errors.js';
+import { compilePolicy } from './policy/load.js';
+import type { CompiledPolicy } from './policy/types.js';
+
+/** The broker's configuration, checked once at start (CONTRACT.md, "Configuration"). */
+export interface Config {
+  readonly policy: CompiledPolicy;
+  /** Directory that `file:` keys are relative to: the policy file's, or the working directory. */
+  readonly keyBaseDir: string;
+  readonly audience: string;
+  readonly jwksUrl: string;
+  readonly issuers: readonly string[];
+  readonly tokenUrl: string;
+  readonly upstash: { readonly url: string; readonly token: string } | undefined;
+  /** 32 bytes; required with a shared cache. */
+  readonly cacheKey: Uint8Array | undefined;
+  readonly refreshSkewSeconds: number;
+  readonly secretManagerEmulatorHost: string | undefined;
+  /** Accept caller tokens whose signature Cloud Run's IAM replaced with `SIGNATURE_REMOVED_BY_GOOGLE`. Off unless an operator turns it on. */
+  readonly allowSignatureRemovedByGoogle: boolean;
+  readonly clockToleranceSeconds: number;
+  readonly projectId: string | undefined;
+  readonly keyTtlSeconds: number;
+  readonly l1MaxEntries: number;
+  /** Width of the refresh-ahead window before the skew. */
+  readonly refreshAheadSeconds: number;
+  /** Budget of one shared-cache call. */
+  readonly cacheTimeoutMs: number;
+}
+
+/** The environment as a plain map (tests pass their own). */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface LoadConfigIo {
+  readFile: (path: string) => string;
+  cwd: string;
+  dirname: (path: string) => string;
+  resolve: (...paths: string[]) => string;
+}
+
+const DEFAULTS = {
+  jwksUrl: 'https://www.googleapis.com/oauth2/v3/certs',
+  issuers: 'https://accounts.google.com,accounts.google.com',
+  tokenUrl: 'https://oauth2.googleapis.com/token',
+  refreshSkewSeconds: 300,
+  clockToleranceSeconds: 30,
+  keyTtlSeconds: 600,
+  l1MaxEntries: 10_000,
+  refreshAheadSeconds: 300,
+  cacheTimeoutMs: 250,
+} as const;
+
+const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
+
+/**
+ * Reads and checks the whole configuration at once. Throws one ConfigError
+ * that lists every problem, so an operator fixes them in one go.
+ */
+export function loadConfig(env: Env, io: LoadConfigIo): Config {
+  const problems: string[] = [];
+  const str = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const url = (name: string, fallback?: string): string => {
+    const value = str(name) ?? fallback;
+    if (value === undefined) {
+      problems.push(`${name} is required`);
+      return '';
+    }
+    const problem = checkUrl(value);
+    if (problem) problems.push(`${name}: ${problem}`);
+    return value;
+  };
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n < min || n > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+      return fallback;
+    }
+    return n;
+  };
+  const bool = (name: string): boolean => {
+    const raw = str(name);
+    if (raw === undefined || raw === 'false' || raw === '0') return false;
+    if (raw === 'true' || raw === '1') return true;
+    problems.push(`${name} must be "true" or "false"`);
+    return false;
+  };
+
+  // Policy: exactly one source.
+  let policy: CompiledPolicy | undefined;
+  let keyBaseDir = io.cwd;
+  const policyText = str('BROKER_POLICY');
+  const policyFile = str('BROKER_POLICY_FILE');
+  if (policyText !== undefined && policyFile !== undefined) {
+    problems.push('set only one of BROKER_POLICY and BROKER_POLICY_FILE');
+  } else if (policyText === undefined && policyFile === undefined) {
+    problems.push(
+      'one of BROKER_POLICY (the policy as JSON) or BROKER_POLICY_FILE (a path to it) is required',
+    );
+  } else {
+    let text: string | undefined = policyText;
+    const source = policyText !== undefined ? 'BROKER_POLICY' : 'BROKER_POLICY_FILE';
+    if (policyFile !== undefined) {
+      const path = io.resolve(io.cwd, policyFile);
+      keyBaseDir = io.dirname(path);
+      try {
+        text = io.readFile(path);
+      } catch (err) {
+        problems.push(
+          `BROKER_POLICY_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        );
+      }
+    }
+    if (text !== undefined) {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text);
+      } catch (err) {
+        problems.push(`${source}: not valid JSON (${(err as Error).message})`);
+      }
+      if (raw !== undefined) {
+        try {
+          policy = compilePolicy(raw);
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          for (const p of err.problems) problems.push(`${source}: ${p}`);
+        }
+      }
+    }
+  }
+
+  const audience = str('BROKER_AUDIENCE');
+  if (audience === undefined)
+    problems.push('BROKER_AUDIENCE is required: the `aud` that caller ID tokens must carry');
+  const jwksUrl = url('BROKER_JWKS_URL', DEFAULTS.jwksUrl);
+  const tokenUrl = url('BROKER_TOKEN_URL', DEFAULTS.tokenUrl);
+  const issuers = (str('BROKER_ISSUERS') ?? DEFAULTS.issuers)
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (issuers.length === 0) problems.push('BROKER_ISSUERS must list at least one issuer');
+
+  const upstashUrl = str('UPSTASH_REDIS_REST_URL');
+  const upstashToken = str('UPSTASH_REDIS_REST_TOKEN');
+  let upstash: Config['upstash'];
+  if ((upstashUrl === undefined) !== (upstashToken === undefined)) {
+    problems.push('set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither');
+  } else if (upstashUrl !== undefined && upstashToken !== undefined) {
+    const problem = checkUrl(upstashUrl);
+    if (problem) problems.push(`UPSTASH_REDIS_REST_URL: ${problem}`);
+    upstash = { url: upstashUrl, token: upstashToken };
+  }
+  let cacheKey: Uint8Array | undefined;
+  const cacheKeyText = str('BROKER_CACHE_KEY');
+  if (cacheKeyText !== undefined) {
+    const bytes = Buffer.from(cacheKeyText, 'base64');
+    if (
+      bytes.length !== 32 ||
+      bytes.toString('base64').replace(/=+$/, '') !== cacheKeyText.replace(/=+$/, '')
+    ) {
+      problems.push('BROKER_CACHE_KEY must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)');
+    } else cacheKey = new Uint8Array(bytes);
+  } else if (upstash !== undefined) {
+    problems.push('BROKER_CACHE_KEY is required with a shared cache (e.g. `openssl rand -base64 32`)');
+  }
+
+  const emulator = str('SECRET_MANAGER_EMULATOR_HOST');
+  if (emulator !== undefined && !/^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(emulator)) {
+    problems.push('SECRET_MANAGER_EMULATOR_HOST must be host:port');
+  }
+
+  const config: Config = {
+    policy: policy as CompiledPolicy,
+    keyBaseDir,
+    audience: audience ?? '',
+    jwksUrl,
+    issuers,
+    tokenUrl,
+    upstash,
+    cacheKey,
+    refreshSkewSeconds: int('BROKER_REFRESH_SKEW_SECONDS', DEFAULTS.refreshSkewSeconds, 0, 3300),
+    secretManagerEmulatorHost: emulator,
+    allowSignatureRemovedByGoogle: bool('BROKER_ALLOW_SIGNATURE_REMOVED_BY_GOOGLE'),
+    clockToleranceSeconds: int('BROKER_CLOCK_TOLERANCE_SECONDS', DEFAULTS.clockToleranceSeconds, 0, 300),
+    projectId: str('GOOGLE_CLOUD_PROJECT') ?? str('GCP_PROJECT'),
+    keyTtlSeconds: int('BROKER_KEY_TTL_SECONDS', DEFAULTS.keyTtlSeconds, 1, 86_400),
+    l1MaxEntries: int('BROKER_L1_MAX_ENTRIES', DEFAULTS.l1MaxEntries, 1, 1_000_000),
+    refreshAheadSeconds: int('BROKER_REFRESH_AHEAD_SECONDS', DEFAULTS.refreshAheadSeconds, 0, 3000),
+    cacheTimeoutMs: int('BROKER_CACHE_TIMEOUT_MS', DEFAULTS.cacheTimeoutMs, 10, 10_000),
+  };
+  if (problems.length > 0) throw new ConfigError('broker configuration', problems);
+  return config;
+}
+
+/** `https:` anywhere, `http:` only on loopback (CONTRACT.md). Returns the problem, or undefined. */
+export function checkUrl(value: string): string | undefined {
+  if (!URL.canParse(value)) return `${JSON.stringify(value)} is not a URL`;
+  const u = new URL(value);
+  if (u.username || u.password) return 'must not carry credentials';
+  if (u.protocol === 'https:') return undefined;
+  if (u.protocol === 'http:' && LOOPBACK.test(u.hostname)) return undefined;
+  return `must be https (http is accepted only for loopback hosts), got ${u.protocol}//${u.host}`;
+}

@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+
+/** Cloud Logging severities (LogSeverity). */
+export type Severity = 'DEBUG' | 'INFO' | 'NOTICE' | 'WARNING' | 'ERROR' | 'CRITICAL';
+
+/** Fields of one structured log line, besides `severity` and `message`. */
+export type LogFields = Record<string, unknown>;
+
+/** Writes Cloud Logging structured JSON lines; one object per line on stdout. */
+export interface Logger {
+  log(severity: Severity, message: string, fields?: LogFields): void;
+  /** A logger whose lines carry `fields` too (e.g. the trace of one request). */
+  child(fields: LogFields): Logger;
+}
+
+export interface LoggerOptions {
+  write?: (line: string) => void;
+  base?: LogFields;
+}
+
+// Belt and braces: the broker never hands a secret to the logger, and this pass makes sure none slips through.
+const SECRET_PATTERNS: readonly RegExp[] = [
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
+  /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_-]*/g,
+  /\bya29\.[A-Za-z0-9_.-]+/g,
+  /\bBearer\s+[A-Za-z0-9_.~+/=-]+/gi,
+];
+
+/** Replaces anything that looks like a private key, a JWT, an access token or a bearer credential. */
+export function redact(text: string): string {
+  let out = text;
+  for (const pattern of SECRET_PATTERNS) out = out.replace(pattern, '[REDACTED]');
+  return out;
+}
+
+function redactValue(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redact(value);
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = redactValue(v, depth + 1);
+  return out;
+}
+
+/** Creates a logger that writes one JSON object per line, the format Cloud Logging's agents parse. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const base = options.base ?? {};
+  return {
+    log(severity, message, fields = {}) {
+      const entry = redactValue({ ...base, ...fields, severity, message, time: new Date().toISOString() });
+      write(JSON.stringify(entry));
+    },
+    child(fields) {
+      return createLogger({ write, base: { ...base, ...fields } });
+    },
+  };
+}
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = { log() {}, child: () => silentLogger };
+
+/** A short SHA-256 fingerprint of a token, for audit lines: enough to correlate, useless to an attacker. */
+export function fingerprint(token: string): string {
+  return `sha256:${createHash('sha256').update(token).digest('base64url').slice(0, 16)}`;
+}
+
+/**
+ * Cloud Logging trace fields from `X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1`.
+ * Without a project id the trace is kept as a plain field.
+ */
+export function traceFields(header: string | undefined, projectId: string | undefined): LogFields {
+  if (!header) return {};
+  const match = /^([0-9a-f]{32})(?:\/(\d+))?(?:;o=([01]))?$/i.exec(header.trim());
+  if (!match) return {};
+  const [, traceId, spanId, sampled] = match;
+  const fields: LogFields = projectId
+    ? { 'logging.googleapis.com/trace': `projects/${projectId}/traces/${traceId}` }
+    : { trace: traceId };
+  if (spanId) fields['logging.googleapis.com/spanId'] = BigInt(spanId).toString(16).padStart(16, '0');
+  if (sampled !== undefined) fields['logging.googleapis.com/trace_sampled'] = sampled === '1';
+  return fields;
+}

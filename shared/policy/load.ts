@@ -1,0 +1,265 @@
+import { canonicalEmail } from '../email.js';
+import { ConfigError } from '../errors.js';
+import { compilePatterns } from './patterns.js';
+import {
+  type CompiledGrant,
+  type CompiledPolicy,
+  DEFAULT_OPERATIONS,
+  type Operation,
+  type RateLimit,
+  type ServiceAccountEntry,
+} from './types.js';
+
+const OPERATIONS: readonly Operation[] = ['token', 'jwt', 'idtoken'];
+const TOP_KEYS = ['serviceAccounts', 'grants', 'admins', 'rateLimit', 'rateLimits'];
+const ACCOUNT_KEYS = ['email', 'key', 'tenant'];
+const GRANT_KEYS = ['callers', 'serviceAccounts', 'tenants', 'scopes', 'subjects', 'audiences', 'operations'];
+const LIMIT_KEYS = ['requests', 'windowSeconds'];
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+// Secret Manager names: project ids or numbers, secret ids of letters, digits, - and _; versions `latest` or a positive number.
+const SECRET_VERSION =
+  /^projects\/[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\/secrets\/[A-Za-z0-9_-]{1,255}\/versions\/(?:latest|[1-9]\d{0,18})$/;
+const SCOPE = /^[\x21-\x2b\x2d-\x7e]{1,512}$/;
+
+type Obj = Record<string, unknown>;
+
+/**
+ * Validates a policy (CONTRACT.md, "Policy") and compiles it for
+ * evaluation. Throws one ConfigError listing every problem with its JSON
+ * path, e.g. `grants[2].callers[0]: "Bob@" is not a valid email`.
+ */
+export function compilePolicy(raw: unknown): CompiledPolicy {
+  const problems: string[] = [];
+  const problem = (path: string, text: string) => problems.push(`${path}: ${text}`);
+
+  const root = object(raw, 'policy', TOP_KEYS, problem);
+  if (root === undefined) throw new ConfigError('policy', problems);
+
+  // Service accounts and tenants.
+  const accounts = new Map<string, ServiceAccountEntry>();
+  const tenants = new Map<string, ServiceAccountEntry>();
+  const accountList = list(root['serviceAccounts'], 'serviceAccounts', problem, {
+    required: true,
+    nonEmpty: true,
+  });
+  accountList.forEach((item, i) => {
+    const path = `serviceAccounts[${i}]`;
+    const a = object(item, path, ACCOUNT_KEYS, problem);
+    if (a === undefined) return;
+    const email = canonicalEmail(a['email']);
+    if (email === undefined) problem(`${path}.email`, `${JSON.stringify(a['email'])} is not a valid email`);
+    else if (accounts.has(email)) problem(`${path}.email`, `${email} is listed twice`);
+    const key = a['key'];
+    if (
+      typeof key !== 'string' ||
+      !(SECRET_VERSION.test(key) || (key.startsWith('file:') && key.length > 5))
+    ) {
+      problem(
+        `${path}.key`,
+        'must be `projects/P/secrets/S/versions/V` (V = latest or a number) or `file:PATH`',
+      );
+    }
+    const tenant = a['tenant'];
+    if (tenant !== undefined) {
+      if (typeof tenant !== 'string' || !TENANT.test(tenant)) {
+        problem(
+          `${path}.tenant`,
+          'must be a tenant id: lower-case letters, digits, "-" or "_", at most 63 characters',
+        );
+      } else if (tenants.has(tenant)) {
+        problem(`${path}.tenant`, `tenant "${tenant}" already maps to another service account`);
+      }
+    }
+    if (email === undefined || typeof key !== 'string') return;
+    const entry: ServiceAccountEntry = Object.freeze({
+      email,
+      key,
+      tenant: typeof tenant === 'string' ? tenant : undefined,
+    });
+    if (!accounts.has(email)) accounts.set(email, entry);
+    if (typeof tenant === 'string' && TENANT.test(tenant) && !tenants.has(tenant)) tenants.set(tenant, entry);
+  });
+
+  // Grants.
+  const grants: CompiledGrant[] = [];
+  list(root['grants'], 'grants', problem, { required: true }).forEach((item, i) => {
+    const path = `grants[${i}]`;
+    const g = object(item, path, GRANT_KEYS, problem);
+    if (g === undefined) return;
+    const patterns = (field: string, email: boolean, required: boolean) => {
+      const values = list(g[field], `${path}.${field}`, problem, {
+        required,
+        nonEmpty: g[field] !== undefined,
+      });
+      return g[field] === undefined
+        ? undefined
+        : compilePatterns(values, { email }, (j, p) => problem(`${path}.${field}[${j}]`, p));
+    };
+    const callers = patterns('callers', true, true) ?? (() => false);
+    const serviceAccounts = patterns('serviceAccounts', true, false);
+    const tenantsMatcher = patterns('tenants', false, false);
+    if (serviceAccounts === undefined && tenantsMatcher === undefined) {
+      problem(path, 'needs `serviceAccounts` or `tenants`');
+    }
+    // Typo guard: an exact name must exist in the policy.
+    for (const [field, known] of [
+      ['serviceAccounts', (v: string) => accounts.has(canonicalEmail(v) ?? v)],
+      ['tenants', (v: string) => tenants.has(v)],
+    ] as const) {
+      const values = g[field];
+      if (!Array.isArray(values)) continue;
+      values.forEach((v, j) => {
+        if (typeof v === 'string' && !v.includes('*') && !known(v)) {
+          problem(
+            `${path}.${field}[${j}]`,
+            `${JSON.stringify(v)} is not listed in ${field === 'tenants' ? 'any serviceAccounts[].tenant' : 'serviceAccounts'}`,
+          );
+        }
+      });
+    }
+    const scopes = new Set<string>();
+    list(g['scopes'], `${path}.scopes`, problem, { required: false }).forEach((s, j) => {
+      if (typeof s !== 'string' || !SCOPE.test(s))
+        problem(`${path}.scopes[${j}]`, 'must be one scope: no whitespace, no comma');
+      else scopes.add(s);
+    });
+    const subjects = patterns('subjects', true, false);
+    const audiences =
+      g['audiences'] === undefined
+        ? undefined
+        : audienceMatcher(g['audiences'], `${path}.audiences`, problem);
+    const operations = new Set<Operation>();
+    if (g['operations'] === undefined) for (const op of DEFAULT_OPERATIONS) operations.add(op);
+    else {
+      list(g['operations'], `${path}.operations`, problem, { required: true, nonEmpty: true }).forEach(
+        (op, j) => {
+          if (typeof op !== 'string' || !OPERATIONS.includes(op as Operation)) {
+            problem(`${path}.operations[${j}]`, `must be one of ${OPERATIONS.join(', ')}`);
+          } else operations.add(op as Operation);
+        },
+      );
+    }
+    if (operations.has('token') && scopes.size === 0)
+      problem(`${path}.scopes`, 'a grant for `token` needs at least one scope');
+    grants.push(
+      Object.freeze({
+        index: i,
+        callers,
+        serviceAccounts,
+        tenants: tenantsMatcher,
+        scopes,
+        subjects,
+        audiences,
+        operations,
+      }),
+    );
+  });
+
+  // Admins and rate limits.
+  const admins = new Set<string>();
+  list(root['admins'], 'admins', problem, { required: false }).forEach((a, i) => {
+    const email = canonicalEmail(a);
+    if (email === undefined)
+      problem(`admins[${i}]`, `${JSON.stringify(a)} is not a valid email (admins are exact emails)`);
+    else admins.add(email);
+  });
+  const rateLimit =
+    root['rateLimit'] === undefined ? undefined : limit(root['rateLimit'], 'rateLimit', problem);
+  const rateLimits = new Map<string, RateLimit>();
+  if (root['rateLimits'] !== undefined) {
+    const per = object(root['rateLimits'], 'rateLimits', undefined, problem);
+    for (const [caller, value] of Object.entries(per ?? {})) {
+      const email = canonicalEmail(caller);
+      if (email === undefined)
+        problem(`rateLimits[${JSON.stringify(caller)}]`, 'keys must be exact caller emails');
+      const l = limit(value, `rateLimits[${JSON.stringify(caller)}]`, problem);
+      if (email !== undefined && l !== undefined) rateLimits.set(email, l);
+    }
+  }
+
+  if (problems.length > 0) throw new ConfigError('policy', problems);
+  return Object.freeze({ accounts, tenants, grants: Object.freeze(grants), admins, rateLimit, rateLimits });
+}
+
+function object(
+  value: unknown,
+  path: string,
+  allowed: readonly string[] | undefined,
+  problem: (p: string, t: string) => void,
+): Obj | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    problem(path, 'must be a JSON object');
+    return undefined;
+  }
+  for (const key of Object.keys(value)) {
+    if (FORBIDDEN_KEYS.has(key)) problem(path, `the key ${JSON.stringify(key)} is not allowed`);
+    else if (allowed !== undefined && !allowed.includes(key)) {
+      problem(path, `unknown key ${JSON.stringify(key)} (allowed: ${allowed.join(', ')})`);
+    }
+  }
+  return value as Obj;
+}
+
+function list(
+  value: unknown,
+  path: string,
+  problem: (p: string, t: string) => void,
+  options: { required: boolean; nonEmpty?: boolean },
+): readonly unknown[] {
+  if (value === undefined) {
+    if (options.required) problem(path, 'is required');
+    return [];
+  }
+  if (!Array.isArray(value)) {
+    problem(path, 'must be an array');
+    return [];
+  }
+  if (options.nonEmpty && value.length === 0) problem(path, 'must not be empty');
+  return value;
+}
+
+function audienceMatcher(
+  value: unknown,
+  path: string,
+  problem: (p: string, t: string) => void,
+): (v: string) => boolean {
+  const exact = new Set<string>();
+  let any = false;
+  list(value, path, problem, { required: true, nonEmpty: true }).forEach((a, i) => {
+    if (a === '*') any = true;
+    else if (typeof a !== 'string' || !URL.canParse(a) || new URL(a).protocol !== 'https:') {
+      problem(`${path}[${i}]`, 'must be an https URL or `*`');
+    } else exact.add(a);
+  });
+  return (v) => any || exact.has(v);
+}
+
+function limit(value: unknown, path: string, problem: (p: string, t: string) => void): RateLimit | undefined {
+  const o = object(value, path, LIMIT_KEYS, problem);
+  if (o === undefined) return undefined;
+  const requests = o['requests'];
+  const windowSeconds = o['windowSeconds'];
+  let ok = true;
+  if (
+    typeof requests !== 'number' ||
+    !Number.isInteger(requests) ||
+    requests < 1 ||
+    requests > 1_000_000_000
+  ) {
+    problem(`${path}.requests`, 'must be a positive integer');
+    ok = false;
+  }
+  if (
+    typeof windowSeconds !== 'number' ||
+    !Number.isInteger(windowSeconds) ||
+    windowSeconds < 1 ||
+    windowSeconds > 86_400
+  ) {
+    problem(`${path}.windowSeconds`, 'must be an integer from 1 to 86400');
+    ok = false;
+  }
+  return ok
+    ? Object.freeze({ requests: requests as number, windowSeconds: windowSeconds as number })
+    : undefined;
+}

@@ -1,0 +1,190 @@
+import { canonicalEmail } from './email.js';
+import { BrokerError } from './errors.js';
+
+/** What a request asks a token for: a service account by email, or a tenant by id. */
+export type Target = { readonly serviceAccount: string } | { readonly tenant: string };
+
+/** A validated `token` request; scopes are de-duplicated and sorted. */
+export interface TokenRequest {
+  readonly kind: 'token';
+  readonly target: Target;
+  readonly scopes: readonly string[];
+  readonly subject: string | undefined;
+  readonly minLifetimeSeconds: number;
+}
+
+/** A validated `jwt` request: exactly one of `audience` or `scopes`. */
+export interface JwtRequest {
+  readonly kind: 'jwt';
+  readonly target: Target;
+  readonly audience: string | undefined;
+  readonly scopes: readonly string[];
+  readonly minLifetimeSeconds: number;
+}
+
+/** A validated `idtoken` request. */
+export interface IdTokenRequest {
+  readonly kind: 'idtoken';
+  readonly target: Target;
+  readonly audience: string;
+  /** Always empty: an ID token carries an audience, not scopes. */
+  readonly scopes: readonly string[];
+  readonly minLifetimeSeconds: number;
+}
+
+export type MintRequest = TokenRequest | JwtRequest | IdTokenRequest;
+
+/** A validated `admin /purge` request. */
+export type PurgeRequest = { readonly all: true } | Target;
+
+/** Longest `minLifetimeSeconds` a caller may ask for: no Google token lasts longer than an hour (CONTRACT.md). */
+export const MAX_MIN_LIFETIME_SECONDS = 3300;
+const MAX_SCOPES = 50;
+const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+// A scope is one printable ASCII token: whitespace or a comma would smuggle in a second scope.
+const SCOPE = /^[\x21-\x2b\x2d-\x7e]{1,512}$/;
+const URL_TEXT = /^[\x21-\x7e]{1,2048}$/;
+
+type Body = Record<string, unknown>;
+
+/** Validates a `token` request body. Throws BrokerError `invalid_request` naming the bad field. */
+export function parseTokenRequest(body: unknown): TokenRequest {
+  const obj = object(body, ['serviceAccount', 'tenant', 'scopes', 'subject', 'minLifetimeSeconds']);
+  const scopes = parseScopes(obj['scopes']);
+  if (scopes === undefined) throw invalid('"scopes" is required: a non-empty array of OAuth scopes');
+  return {
+    kind: 'token',
+    target: parseTarget(obj),
+    scopes,
+    subject: optionalEmail(obj, 'subject'),
+    minLifetimeSeconds: parseMinLifetime(obj['minLifetimeSeconds']),
+  };
+}
+
+/** Validates a `jwt` request body. Throws BrokerError `invalid_request` naming the bad field. */
+export function parseJwtRequest(body: unknown): JwtRequest {
+  const obj = object(body, ['serviceAccount', 'tenant', 'audience', 'scopes', 'minLifetimeSeconds']);
+  const target = parseTarget(obj);
+  const scopes = parseScopes(obj['scopes']);
+  const audience = obj['audience'] === undefined ? undefined : parseAudience(obj['audience']);
+  if ((audience === undefined) === (scopes === undefined)) {
+    throw invalid('give exactly one of "audience" (e.g. "https://firestore.googleapis.com/") or "scopes"');
+  }
+  return {
+    kind: 'jwt',
+    target,
+    audience,
+    scopes: scopes ?? [],
+    minLifetimeSeconds: parseMinLifetime(obj['minLifetimeSeconds']),
+  };
+}
+
+/** Validates an `idtoken` request body. Throws BrokerError `invalid_request` naming the bad field. */
+export function parseIdTokenRequest(body: unknown): IdTokenRequest {
+  const obj = object(body, ['serviceAccount', 'tenant', 'audience', 'minLifetimeSeconds']);
+  const target = parseTarget(obj);
+  if (obj['audience'] === undefined)
+    throw invalid('"audience" is required: the https URL the ID token is for');
+  return {
+    kind: 'idtoken',
+    target,
+    audience: parseAudience(obj['audience']),
+    scopes: [],
+    minLifetimeSeconds: parseMinLifetime(obj['minLifetimeSeconds']),
+  };
+}
+
+/** Validates an `admin /purge` body: one of `serviceAccount`, `tenant` or `all: true`. */
+export function parsePurgeRequest(body: unknown): PurgeRequest {
+  const obj = object(body, ['serviceAccount', 'tenant', 'all']);
+  if (obj['all'] !== undefined) {
+    if (obj['all'] !== true) throw invalid('"all" must be true when given');
+    if (obj['serviceAccount'] !== undefined || obj['tenant'] !== undefined) {
+      throw invalid('give one of "serviceAccount", "tenant" or "all": true');
+    }
+    return { all: true };
+  }
+  return parseTarget(obj);
+}
+
+function object(body: unknown, allowed: readonly string[]): Body {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw invalid('the body must be a JSON object');
+  }
+  for (const key of Object.keys(body)) {
+    if (!allowed.includes(key))
+      throw invalid(`unknown field ${JSON.stringify(key.slice(0, 64))}; allowed: ${allowed.join(', ')}`);
+  }
+  return body as Body;
+}
+
+function parseTarget(obj: Body): Target {
+  const sa = obj['serviceAccount'];
+  const tenant = obj['tenant'];
+  if ((sa === undefined) === (tenant === undefined)) {
+    throw invalid('give exactly one of "serviceAccount" (an email) or "tenant" (a tenant id)');
+  }
+  if (sa !== undefined) {
+    const email = canonicalEmail(sa);
+    if (email === undefined) throw invalid('"serviceAccount" must be a service-account email');
+    return { serviceAccount: email };
+  }
+  if (typeof tenant !== 'string' || !TENANT.test(tenant)) {
+    throw invalid(
+      '"tenant" must be a tenant id: lower-case letters, digits, "-" or "_", at most 63 characters',
+    );
+  }
+  return { tenant };
+}
+
+function parseScopes(value: unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length === 0)
+    throw invalid('"scopes" must be a non-empty array of strings');
+  if (value.length > MAX_SCOPES) throw invalid(`"scopes" holds more than ${MAX_SCOPES} scopes`);
+  const set = new Set<string>();
+  for (const [i, scope] of value.entries()) {
+    if (typeof scope !== 'string' || !SCOPE.test(scope)) {
+      throw invalid(`"scopes[${i}]" must be one scope: no whitespace, no comma, printable ASCII`);
+    }
+    set.add(scope);
+  }
+  return [...set].sort();
+}
+
+function optionalEmail(obj: Body, field: string): string | undefined {
+  const value = obj[field];
+  if (value === undefined) return undefined;
+  const email = canonicalEmail(value);
+  if (email === undefined) throw invalid(`"${field}" must be one plain email address`);
+  return email;
+}
+
+function parseAudience(value: unknown): string {
+  if (
+    typeof value !== 'string' ||
+    !URL_TEXT.test(value) ||
+    !URL.canParse(value) ||
+    new URL(value).protocol !== 'https:'
+  ) {
+    throw invalid('"audience" must be an https URL');
+  }
+  return value;
+}
+
+function parseMinLifetime(value: unknown): number {
+  if (value === undefined) return 0;
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < 0 ||
+    value > MAX_MIN_LIFETIME_SECONDS
+  ) {
+    throw invalid(`"minLifetimeSeconds" must be an integer from 0 to ${MAX_MIN_LIFETIME_SECONDS}`);
+  }
+  return value;
+}
+
+function invalid(description: string): BrokerError {
+  return new BrokerError('invalid_request', description);
+}

@@ -1,0 +1,153 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, exportSPKI, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CallerVerifierOptions, createCallerVerifier } from '../../shared/adapters/caller-auth.js';
+import { BrokerError } from '../../shared/errors.js';
+import type { SigningKey } from '../../shared/jwt/sign.js';
+
+const ISS = 'https://accounts.google.com';
+const AUD = 'https://broker.example.com';
+let server: Server;
+let jwksUrl: string;
+let jwksUp = true;
+let jwksFetches = 0;
+let jwks: { keys: JWK[] };
+let key: SigningKey;
+let publicPem: string;
+
+beforeAll(async () => {
+  const pair = await generateKeyPair('RS256');
+  key = pair.privateKey;
+  publicPem = await exportSPKI(pair.publicKey);
+  jwks = { keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }] };
+  server = createServer((_req, res) => {
+    jwksFetches++;
+    if (!jwksUp) {
+      res.writeHead(503);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify(jwks));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/certs`;
+});
+afterAll(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+const verifier = (o: Partial<CallerVerifierOptions> = {}) =>
+  createCallerVerifier({
+    jwksUrl,
+    issuers: [ISS, 'accounts.google.com'],
+    audience: AUD,
+    clockToleranceSeconds: 30,
+    allowSignatureRemovedByGoogle: false,
+    ...o,
+  });
+
+async function token(
+  claims: Record<string, unknown> = {},
+  header: Record<string, unknown> = {},
+  signWith: SigningKey | Uint8Array = key,
+) {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({
+    iss: ISS,
+    aud: AUD,
+    sub: '1234',
+    email: 'Billing@acme.iam.gserviceaccount.com',
+    email_verified: true,
+    iat: now,
+    exp: now + 3600,
+    ...claims,
+  })
+    .setProtectedHeader({ alg: 'RS256', kid: 'k1', ...header } as never)
+    .sign(signWith);
+}
+
+async function rejects(v: ReturnType<typeof verifier>, authorization: string | undefined, reason: RegExp) {
+  const err = await v.verify(authorization).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(BrokerError);
+  expect((err as BrokerError).code).toBe('invalid_token');
+  expect((err as BrokerError).message).toMatch(reason);
+  if (authorization) expect((err as BrokerError).message).not.toContain(authorization.slice(7, 40));
+}
+
+describe('caller authentication', () => {
+  it('accepts a Google-style ID token and canonicalises the email', async () => {
+    expect(await verifier().verify(`Bearer ${await token()}`)).toEqual({
+      email: 'billing@acme.iam.gserviceaccount.com',
+      sub: '1234',
+      iss: ISS,
+    });
+  });
+
+  it('refuses every forgery', async () => {
+    const v = verifier();
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: ISS, aud: AUD, email: 'a@b.co', email_verified: true, iat: now, exp: now + 600 };
+    await rejects(v, undefined, /Authorization: Bearer/);
+    await rejects(v, 'Basic abc', /not `Bearer <JWT>`/);
+    await rejects(v, `Bearer ${b64({ alg: 'none' })}.${b64(claims)}.`, /only RS256/);
+    await rejects(
+      v,
+      `Bearer ${await token({}, { alg: 'HS256' }, new TextEncoder().encode(publicPem))}`,
+      /only RS256/,
+    );
+    const other = (await generateKeyPair('RS256')).privateKey;
+    await rejects(v, `Bearer ${await token({}, {}, other)}`, /signature/);
+    await rejects(v, `Bearer ${await token({}, { kid: 'unknown' }, other)}`, /signature/);
+    await rejects(v, `Bearer ${await token({ aud: 'https://other.example.com' })}`, /another audience/);
+    await rejects(v, `Bearer ${await token({ iss: 'https://evil.example.com' })}`, /wrong issuer/);
+    await rejects(v, `Bearer ${await token({ iat: now - 7200, exp: now - 3600 })}`, /expired/);
+    await rejects(v, `Bearer ${await token({ iat: now + 600, exp: now + 4200 })}`, /future/);
+    await rejects(v, `Bearer ${await token({ email: undefined })}`, /verified email|valid email/);
+    await rejects(v, `Bearer ${await token({ email_verified: false })}`, /verified email/);
+    await rejects(v, `Bearer ${await token({ email_verified: 'true' })}`, /verified email/);
+    await rejects(v, `Bearer ${await token({ email: 'b\u212Aa@acme.com' })}`, /valid email/);
+  });
+
+  it('refuses a token replayed after it expired, within the tolerance only', async () => {
+    let now = Date.now();
+    const v = verifier({ now: () => now });
+    const t = await token();
+    await v.verify(`Bearer ${t}`);
+    now += 3600_000 + 20_000; // inside the 30 s tolerance
+    await v.verify(`Bearer ${t}`);
+    now += 20_000;
+    await rejects(v, `Bearer ${t}`, /expired/);
+  });
+
+  it('refuses signatures removed by Cloud Run unless the operator allows them, and still checks the claims', async () => {
+    const [h, c] = (await token()).split('.');
+    await rejects(verifier(), `Bearer ${h}.${c}.SIGNATURE_REMOVED_BY_GOOGLE`, /X-Serverless-Authorization/);
+    const allowing = verifier({ allowSignatureRemovedByGoogle: true });
+    expect((await allowing.verify(`Bearer ${h}.${c}.SIGNATURE_REMOVED_BY_GOOGLE`)).email).toBe(
+      'billing@acme.iam.gserviceaccount.com',
+    );
+    const [h2, c2] = (await token({ aud: 'https://other.example.com' })).split('.');
+    await rejects(allowing, `Bearer ${h2}.${c2}.SIGNATURE_REMOVED_BY_GOOGLE`, /another audience/);
+  });
+
+  it('keeps verifying with cached keys while the JWKS endpoint is down, and refetches an unknown kid with a cooldown', async () => {
+    let now = Date.now();
+    const v = verifier({ now: () => now });
+    await v.verify(`Bearer ${await token()}`);
+    jwksUp = false;
+    const before = jwksFetches;
+    await v.verify(`Bearer ${await token()}`);
+    now += 31_000; // past the refetch cooldown
+    await rejects(v, `Bearer ${await token({}, { kid: 'rotated' })}`, /signature/);
+    await rejects(v, `Bearer ${await token({}, { kid: 'rotated' })}`, /signature/);
+    expect(jwksFetches - before).toBe(1); // one refetch for the unknown kid, then the cooldown
+    jwksUp = true;
+  });
+});

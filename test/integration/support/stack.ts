@@ -1,0 +1,2 @@
+export * from '../../../infra/local-stack.js';
+export * from './http.js';

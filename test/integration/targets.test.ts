@@ -1,0 +1,76 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, startBrokerProcess } from '../../infra/broker-process.js';
+import { BIGQUERY, BILLING, OPS, post, REPORTING, type Stack, startStack } from './support/stack.js';
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack();
+});
+afterAll(async () => stack?.close());
+
+describe('each target registered from one source', () => {
+  it('serves token at /, and admin at /purge', async () => {
+    const token = await stack.startBroker('token');
+    const r = await post(
+      `${token.url}/`,
+      { serviceAccount: REPORTING, scopes: [BIGQUERY] },
+      { token: await stack.callerToken(BILLING) },
+    );
+    expect(r.status).toBe(200);
+    expect(r.json['access_token']).toMatch(/^ya29\./);
+    expect((await post(`${token.url}/token`, {}, {})).status).toBe(404);
+
+    const admin = await stack.startBroker('admin');
+    const purged = await post(`${admin.url}/purge`, { all: true }, { token: await stack.callerToken(OPS) });
+    expect(purged.status).toBe(200);
+    expect(purged.json['purged']).toBe('all');
+  });
+
+  it('serves jwt and idtoken at /', async () => {
+    for (const target of ['jwt', 'idtoken']) {
+      const b = await stack.startBroker(target);
+      const r = await post(
+        `${b.url}/`,
+        { serviceAccount: REPORTING, audience: 'https://x.example/' },
+        { token: await stack.callerToken(BILLING) },
+      );
+      // billing has no jwt/idtoken grant: a JSON 403 proves the target is wired, authenticated and authorised.
+      expect(r.status).toBe(403);
+      expect(r.json['error']).toBe('access_denied');
+    }
+  });
+});
+
+describe('configuration is checked at start', () => {
+  it('refuses to start, listing every problem in one message', async () => {
+    const err = await startBrokerProcess({
+      target: 'broker',
+      env: {
+        BROKER_POLICY: '{"serviceAccounts": [], "grants": "x"}',
+        BROKER_JWKS_URL: 'http://jwks.example.com/',
+      },
+    }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/exited with/);
+    expect(err?.message).toContain('BROKER_AUDIENCE is required');
+    expect(err?.message).toContain('BROKER_JWKS_URL: must be https');
+    expect(err?.message).toMatch(/BROKER_POLICY: .*serviceAccounts/);
+  });
+});
+
+describe('npm start', () => {
+  it('runs the whole stack and serves a plain and a delegated token end to end', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [`${ROOT}dist/infra/start.js`, '--once'], {
+      cwd: ROOT,
+      timeout: 60_000,
+    });
+    expect(stdout).toContain('End to end: OK');
+    expect(stdout).toContain('broker; fwd=miss');
+    expect(stdout).toContain('broker; hit');
+    expect(stdout).toMatch(/curl -sS -X POST http:\/\/127\.0\.0\.1:\d+\/token/);
+  }, 90_000);
+});

@@ -1,0 +1,197 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { SecretSource } from '../../shared/adapters/secret-source.js';
+import type { TokenEndpoint } from '../../shared/adapters/token-endpoint.js';
+import { createBroker } from '../../shared/broker.js';
+import { createMemoryCache } from '../../shared/cache/memory.js';
+import { TokenStore } from '../../shared/cache/token-store.js';
+import { BrokerError } from '../../shared/errors.js';
+import { createKeyStore } from '../../shared/key-store.js';
+import { compilePolicy } from '../../shared/policy/load.js';
+import { parseJwtRequest, parseTokenRequest } from '../../shared/request.js';
+
+const keyJson = readFileSync(new URL('../fixtures/service-account.json', import.meta.url), 'utf8');
+const SA = 'fixture@fixture-project.iam.gserviceaccount.com';
+const CALLER = 'caller@p.iam.gserviceaccount.com';
+const SCOPE = 'https://www.googleapis.com/auth/bigquery.readonly';
+const policy = compilePolicy({
+  serviceAccounts: [{ email: SA, key: 'projects/p/secrets/k/versions/latest' }],
+  grants: [
+    { callers: [CALLER], serviceAccounts: [SA], scopes: [SCOPE] },
+    {
+      callers: [CALLER],
+      serviceAccounts: [SA],
+      operations: ['jwt'],
+      audiences: ['https://firestore.googleapis.com/'],
+    },
+  ],
+  admins: ['ops@p.iam.gserviceaccount.com'],
+});
+
+/** An in-memory token endpoint: counts exchanges and plays scripted failures. */
+function endpoint(script: Array<'ok' | BrokerError> = [], expiresIn = 3600) {
+  const calls: string[] = [];
+  const ep: TokenEndpoint = {
+    async exchange(assertion) {
+      calls.push(assertion);
+      await new Promise((r) => setTimeout(r, 5));
+      const next = script.shift() ?? 'ok';
+      if (next !== 'ok') throw next;
+      return { token: `ya29.token-${calls.length}`, expiresIn, scope: SCOPE };
+    },
+  };
+  return { ep, calls };
+}
+
+function secrets(): SecretSource & { reads: number } {
+  const s = {
+    reads: 0,
+    async read() {
+      s.reads++;
+      return new TextEncoder().encode(keyJson);
+    },
+  };
+  return s;
+}
+
+function setup(opts: { script?: Array<'ok' | BrokerError>; expiresIn?: number; skew?: number } = {}) {
+  let now = 1_700_000_000_000;
+  const { ep, calls } = endpoint(opts.script, opts.expiresIn);
+  const src = secrets();
+  const broker = createBroker({
+    policy,
+    keys: createKeyStore({ secrets: src, now: () => now }),
+    tokenEndpoint: ep,
+    store: new TokenStore({
+      l1: createMemoryCache({ now: () => now }),
+      refreshSkewSeconds: opts.skew ?? 300,
+      refreshAheadSeconds: 0,
+      now: () => now,
+    }),
+    tokenUrl: 'https://oauth2.googleapis.com/token',
+    refreshSkewSeconds: opts.skew ?? 300,
+    now: () => now,
+  });
+  return { broker, calls, src, advance: (ms: number) => (now += ms) };
+}
+
+const tokenReq = (extra: Record<string, unknown> = {}) =>
+  parseTokenRequest({ serviceAccount: SA, scopes: [SCOPE], ...extra });
+const unavailable = () => new BrokerError('upstream_unavailable', 'down', { retryAfterSeconds: 5 });
+
+describe('broker', () => {
+  it('mints once for many concurrent identical requests, then serves hits', async () => {
+    const { broker, calls, src } = setup();
+    const served = await Promise.all(Array.from({ length: 100 }, () => broker.mint(CALLER, tokenReq())));
+    expect(calls).toHaveLength(1);
+    expect(src.reads).toBe(1);
+    expect(new Set(served.map((s) => s.token)).size).toBe(1);
+    expect(served.filter((s) => s.cache === 'miss')).toHaveLength(100);
+    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('hit');
+  });
+
+  it('re-mints inside the refresh skew and for a larger minLifetimeSeconds', async () => {
+    const { broker, calls, advance } = setup();
+    await broker.mint(CALLER, tokenReq());
+    advance((3600 - 700) * 1000); // 700 s left
+    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('hit');
+    const strict = await broker.mint(CALLER, tokenReq({ minLifetimeSeconds: 800 }));
+    expect(strict.cache).toBe('miss');
+    expect(calls).toHaveLength(2);
+    advance((3600 - 250) * 1000); // the new token has 250 s left: inside the 300 s skew
+    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('miss');
+    expect(calls).toHaveLength(3);
+  });
+
+  it('serves a stale token when Google is unreachable, only with more than 60 s and the minimum left', async () => {
+    const { broker, advance } = setup({ script: ['ok', unavailable(), unavailable(), unavailable()] });
+    const first = await broker.mint(CALLER, tokenReq());
+    advance((3600 - 200) * 1000); // 200 s left: past the skew
+    const stale = await broker.mint(CALLER, tokenReq());
+    expect(stale).toMatchObject({ cache: 'stale', token: first.token });
+    await expect(broker.mint(CALLER, tokenReq({ minLifetimeSeconds: 300 }))).rejects.toMatchObject({
+      code: 'upstream_unavailable',
+    });
+    advance(150 * 1000); // 50 s left
+    await expect(broker.mint(CALLER, tokenReq())).rejects.toMatchObject({ code: 'upstream_unavailable' });
+  });
+
+  it('never serves stale tokens for a refusal (502)', async () => {
+    const refused = new BrokerError('upstream_rejected', 'no', { upstreamError: 'invalid_scope' });
+    const { broker, advance } = setup({ script: ['ok', refused] });
+    await broker.mint(CALLER, tokenReq());
+    advance((3600 - 200) * 1000);
+    await expect(broker.mint(CALLER, tokenReq())).rejects.toBe(refused);
+  });
+
+  it('reads the secret again once when Google rejects the key signature', async () => {
+    const rejected = new BrokerError('upstream_rejected', 'bad sig', {
+      upstreamError: 'invalid_grant',
+      upstreamBody: { error: 'invalid_grant', error_description: 'Invalid JWT Signature.' },
+    });
+    const { broker, calls, src } = setup({ script: [rejected, 'ok'] });
+    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('miss');
+    expect(calls).toHaveLength(2);
+    expect(src.reads).toBe(2);
+    const twice = setup({ script: [rejected, rejected] });
+    await expect(twice.broker.mint(CALLER, tokenReq())).rejects.toMatchObject({
+      upstreamError: 'invalid_grant',
+    });
+    expect(twice.calls).toHaveLength(2);
+  });
+
+  it('denies by default with one body for unknown and forbidden targets', async () => {
+    const { broker, calls } = setup();
+    const attempts = [
+      broker.mint('stranger@p.iam.gserviceaccount.com', tokenReq()),
+      broker.mint(
+        CALLER,
+        parseTokenRequest({ serviceAccount: 'nobody@p.iam.gserviceaccount.com', scopes: [SCOPE] }),
+      ),
+      broker.mint(CALLER, tokenReq({ scopes: [SCOPE, 'https://www.googleapis.com/auth/cloud-platform'] })),
+      broker.mint(CALLER, tokenReq({ subject: 'alice@acme.com' })),
+      broker.mint(
+        CALLER,
+        parseJwtRequest({ serviceAccount: SA, audience: 'https://storage.googleapis.com/' }),
+      ),
+    ];
+    const errors = await Promise.all(
+      attempts.map((p) =>
+        p.then(
+          () => undefined,
+          (e: unknown) => e as BrokerError,
+        ),
+      ),
+    );
+    expect(new Set(errors.map((e) => `${e?.code}|${e?.message}`)).size).toBe(1);
+    expect(errors[0]?.code).toBe('access_denied');
+    expect(calls).toHaveLength(0);
+  });
+
+  it('signs self-signed JWTs locally, with no call to Google', async () => {
+    const { broker, calls } = setup();
+    const served = await broker.mint(
+      CALLER,
+      parseJwtRequest({ serviceAccount: SA, audience: 'https://firestore.googleapis.com/' }),
+    );
+    expect(calls).toHaveLength(0);
+    const claims = JSON.parse(Buffer.from(served.token.split('.')[1]!, 'base64url').toString()) as Record<
+      string,
+      unknown
+    >;
+    expect(claims).toMatchObject({ iss: SA, sub: SA, aud: 'https://firestore.googleapis.com/' });
+    expect(served.expiresAt).toBe(Number(claims['exp']) * 1000);
+  });
+
+  it('lets only admins purge', async () => {
+    const { broker, calls } = setup();
+    await broker.mint(CALLER, tokenReq());
+    await expect(broker.purge(CALLER, { all: true })).rejects.toMatchObject({ code: 'access_denied' });
+    expect(await broker.purge('ops@p.iam.gserviceaccount.com', { serviceAccount: SA })).toEqual({
+      accounts: [SA],
+      dropped: 1,
+    });
+    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('miss');
+    expect(calls).toHaveLength(2);
+  });
+});

@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import { createMemoryCache } from '../../../shared/cache/memory.js';
+import { SharedTokenCache } from '../../../shared/cache/shared-cache.js';
+import { TokenStore } from '../../../shared/cache/token-store.js';
+import type { CachedToken, CacheKeyParts } from '../../../shared/cache/types.js';
+import { CircuitBreaker } from '../../../shared/circuit-breaker.js';
+import { BrokerError } from '../../../shared/errors.js';
+import { MemoryRedis } from '../support/memory-redis.js';
+
+const parts: CacheKeyParts = {
+  kind: 'token',
+  account: 'a@p.iam.gserviceaccount.com',
+  scopes: ['s'],
+  subject: undefined,
+  audience: undefined,
+};
+const CACHE_KEY = new Uint8Array(32).fill(9);
+
+function instance(
+  redis: MemoryRedis,
+  now: () => number,
+  extra: { refreshAheadSeconds?: number; waitDeadlineMs?: number } = {},
+) {
+  const failures: string[] = [];
+  const l2 = new SharedTokenCache({
+    redis,
+    cacheKey: CACHE_KEY,
+    now,
+    timeoutMs: 100,
+    breaker: new CircuitBreaker({ now }),
+    onFailure: (f) => failures.push(`${f.op}:${f.reason}`),
+  });
+  const store = new TokenStore({
+    l1: createMemoryCache({ now }),
+    l2,
+    refreshSkewSeconds: 300,
+    refreshAheadSeconds: 0,
+    now,
+    ...extra,
+  });
+  return { store, l2, failures };
+}
+
+function minter(now: () => number, lifetimeSeconds = 3600, delayMs = 30) {
+  const m = {
+    count: 0,
+    mint: async (): Promise<CachedToken> => {
+      m.count++;
+      await new Promise((r) => setTimeout(r, delayMs));
+      return { token: `tok-${m.count}`, expiresAt: now() + lifetimeSeconds * 1000, scope: 's' };
+    },
+  };
+  return m;
+}
+
+describe('TokenStore over a shared cache', () => {
+  it('mints once across instances and concurrent requests; the others wait and get the same token', async () => {
+    const redis = new MemoryRedis();
+    const instances = [instance(redis, Date.now), instance(redis, Date.now), instance(redis, Date.now)];
+    const m = minter(Date.now);
+    const results = await Promise.all(
+      Array.from({ length: 90 }, (_, i) => instances[i % 3]!.store.serve(parts, 0, m.mint)),
+    );
+    expect(m.count).toBe(1);
+    expect(new Set(results.map((r) => r.token.token))).toEqual(new Set(['tok-1']));
+  });
+
+  it('serves a token minted by one instance as a hit on another', async () => {
+    const redis = new MemoryRedis();
+    const a = instance(redis, Date.now);
+    const b = instance(redis, Date.now);
+    const m = minter(Date.now);
+    expect((await a.store.serve(parts, 0, m.mint)).outcome).toBe('miss');
+    expect(await b.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'hit',
+      token: { token: 'tok-1' },
+    });
+    expect(m.count).toBe(1);
+    // Nothing in Redis shows the token, the account or the scope.
+    const dump = JSON.stringify([...redis.data]);
+    expect(dump).not.toMatch(/tok-1|a@p|"s"/);
+  });
+
+  it('mints when Redis is down, and opens the circuit', async () => {
+    const redis = new MemoryRedis();
+    redis.down = true;
+    const a = instance(redis, Date.now);
+    const m = minter(Date.now, 3600, 1);
+    for (let i = 0; i < 5; i++) await a.store.serve({ ...parts, scopes: [`s${i}`] }, 0, m.mint);
+    expect(m.count).toBe(5);
+    expect(a.failures).toContain('lookup:error');
+    expect(a.failures).toContain('lookup:circuit_open');
+    expect(a.l2.state).toBe('open');
+  });
+
+  it('stops waiting for a peer at the deadline and mints itself', async () => {
+    const redis = new MemoryRedis();
+    const a = instance(redis, Date.now, { waitDeadlineMs: 200 });
+    // Another instance took the lock and died.
+    await a.l2.lock(parts, 60_000).then((l) => expect(l).toHaveProperty('owner'));
+    const m = minter(Date.now);
+    const started = Date.now();
+    expect((await a.store.serve(parts, 0, m.mint)).outcome).toBe('miss');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(m.count).toBe(1);
+  });
+
+  it('purges across instances: the generation changes and other L1s notice within the check interval', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const b = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    await a.store.serve(parts, 0, m.mint);
+    await b.store.serve(parts, 0, m.mint); // b's L1 now holds tok-1
+    await a.store.purge({ accounts: [parts.account] });
+    t += 1001;
+    expect(await b.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-2' },
+    });
+  });
+
+  it('re-mints ahead, in the background, and keeps serving the token in hand', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now, { refreshAheadSeconds: 300 });
+    const m = minter(now, 3600, 0);
+    await a.store.serve(parts, 0, m.mint);
+    t += (3600 - 500) * 1000; // 500 s left: inside skew (300) + ahead (300)
+    const hit = await a.store.serve(parts, 0, m.mint);
+    expect(hit).toMatchObject({ outcome: 'hit', token: { token: 'tok-1' } });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(m.count).toBe(2);
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'hit',
+      token: { token: 'tok-2' },
+    });
+  });
+
+  it('serves stale only when the mint failed as unavailable', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const a = instance(new MemoryRedis(now), now);
+    await a.store.serve(parts, 0, minter(now, 3600, 0).mint);
+    t += (3600 - 100) * 1000;
+    const down = async (): Promise<CachedToken> => {
+      throw new BrokerError('upstream_unavailable', 'down');
+    };
+    expect((await a.store.serve(parts, 0, down)).outcome).toBe('stale');
+    await expect(a.store.serve(parts, 120, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+  });
+});
