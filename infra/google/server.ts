@@ -336,6 +336,18 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       return;
     }
     if (u.pathname === '/oauth2/v3/certs' && req.method === 'GET') return send(res, 200, jwks());
+    if (u.pathname === '/oauth2/v3/userinfo') {
+      // A stand-in for a Google API: it wants a valid access token in `Authorization: Bearer`.
+      const bearer = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+      const info = bearer ? accessTokens.get(bearer) : undefined;
+      if (!info || info.exp <= Math.floor(now() / 1000))
+        return send(res, 401, { error: 'invalid_request', error_description: 'Invalid Credentials' });
+      return send(res, 200, {
+        sub: info.sub ?? info.clientId,
+        email: info.sub ?? info.email,
+        email_verified: true,
+      });
+    }
     if (u.pathname === '/tokeninfo') {
       const params = req.method === 'POST' ? new URLSearchParams(body) : u.searchParams;
       const [status, json] = await tokeninfo(params);

@@ -1,0 +1,130 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main as cli } from '../../functions/cli/broker-token.js';
+import type { BrokerProcess } from '../../infra/broker-process.js';
+import { BrokerAuthClient, BrokerClient, BrokerClientError } from '../../shared/client/index.js';
+import {
+  BIGQUERY,
+  BILLING,
+  BLUE,
+  DRIVE,
+  PLATFORM,
+  REPORTING,
+  type Stack,
+  startStack,
+} from './support/stack.js';
+
+let stack: Stack;
+let broker: BrokerProcess;
+const sent: Array<{ url: string; headers: Headers }> = [];
+
+beforeAll(async () => {
+  stack = await startStack();
+  broker = await stack.startBroker('broker');
+});
+afterAll(async () => stack?.close());
+
+const client = (caller: string) =>
+  new BrokerClient({
+    url: broker.url,
+    idToken: () => stack.callerToken(caller),
+    fetch: (input, init) => {
+      sent.push({ url: String(input), headers: new Headers(init?.headers) });
+      return fetch(input, init);
+    },
+  });
+
+describe('BrokerClient', () => {
+  it('gets access tokens, sends the ID token for Cloud Run IAM and for the broker, and keeps tokens until the skew', async () => {
+    const c = client(BILLING);
+    sent.length = 0;
+    const [a, b] = await Promise.all([
+      c.accessToken({ serviceAccount: REPORTING, scopes: [BIGQUERY] }),
+      c.accessToken({ serviceAccount: REPORTING, scopes: [BIGQUERY, BIGQUERY] }),
+    ]);
+    expect(a.token).toMatch(/^ya29\./);
+    expect(b).toBe(a);
+    expect(sent).toHaveLength(1);
+    const h = sent[0]!.headers;
+    expect(h.get('authorization')).toMatch(/^Bearer ey/);
+    expect(h.get('x-serverless-authorization')).toBe(h.get('authorization'));
+    await c.accessToken({ serviceAccount: REPORTING, scopes: [BIGQUERY] });
+    expect(sent).toHaveLength(1);
+    expect(a.expiresAt).toBeGreaterThan(Date.now() + 3000_000);
+  });
+
+  it('gets JWTs and ID tokens for a tenant', async () => {
+    const c = client(PLATFORM);
+    const jwt = await c.jwt({ tenant: 'blue', audience: 'https://drive.googleapis.com/' });
+    expect(JSON.parse(Buffer.from(jwt.token.split('.')[1]!, 'base64url').toString())).toMatchObject({
+      iss: BLUE,
+    });
+    const id = await c.idToken({ tenant: 'blue', audience: 'https://drive.googleapis.com/' });
+    expect(id.token.split('.')).toHaveLength(3);
+  });
+
+  it('turns broker errors into typed errors', async () => {
+    const err = await client(BILLING)
+      .accessToken({ tenant: 'blue', scopes: [DRIVE] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BrokerClientError);
+    expect(err).toMatchObject({ code: 'access_denied', status: 403, retryable: false });
+    const down = new BrokerClient({ url: 'http://127.0.0.1:1', idToken: async () => 'x' });
+    expect(
+      await down.accessToken({ serviceAccount: REPORTING, scopes: [BIGQUERY] }).catch((e: unknown) => e),
+    ).toMatchObject({
+      code: 'network_error',
+      retryable: true,
+    });
+  });
+});
+
+describe('BrokerAuthClient (google-auth-library)', () => {
+  it('authorises a real client-library request with a broker token', async () => {
+    const auth = new BrokerAuthClient(client(BILLING), { serviceAccount: REPORTING, scopes: [BIGQUERY] });
+    const res = await auth.request<{ email: string }>({ url: `${stack.google.url}/oauth2/v3/userinfo` });
+    expect(res.data.email).toBe(REPORTING);
+    expect((await auth.getRequestHeaders()).get('authorization')).toMatch(/^Bearer ya29\./);
+  });
+});
+
+describe('broker-token CLI', () => {
+  const run = async (args: string[], caller = BILLING) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await cli(
+      args,
+      { BROKER_ID_TOKEN: await stack.callerToken(caller) },
+      (s) => out.push(s),
+      (s) => err.push(s),
+    );
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  };
+
+  it('prints an access token, or the JSON answer', async () => {
+    const plain = await run(['--url', broker.url, '--service-account', REPORTING, '--scope', BIGQUERY]);
+    expect(plain).toMatchObject({ code: 0, err: '' });
+    expect(plain.out).toMatch(/^ya29\.\S+$/);
+    const json = await run(
+      [
+        '--url',
+        broker.url,
+        '--tenant',
+        'blue',
+        '--jwt',
+        '--audience',
+        'https://drive.googleapis.com/',
+        '--json',
+      ],
+      PLATFORM,
+    );
+    expect(JSON.parse(json.out)).toMatchObject({ token: expect.stringMatching(/^ey/) });
+  });
+
+  it("exits non-zero with the broker's error on stderr", async () => {
+    const denied = await run(['--url', broker.url, '--service-account', REPORTING, '--scope', DRIVE]);
+    expect(denied.code).toBe(1);
+    expect(denied.out).toBe('');
+    expect(denied.err).toMatch(/^broker-token: access_denied: /);
+    expect((await run(['--service-account', REPORTING])).code).toBe(2);
+  });
+});
