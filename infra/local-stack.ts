@@ -55,6 +55,8 @@ export interface Stack {
   policyFile: string;
   env: Record<string, string>;
   callerToken(email: string, overrides?: { audience?: string }): Promise<string>;
+  /** Rotates an account's key as an operator would: a new key in its secret, then the old one deleted at Google. */
+  rotateKey(email: string): void;
   startBroker(target?: string, env?: Record<string, string | undefined>): Promise<BrokerProcess>;
   close(): Promise<void>;
 }
@@ -78,7 +80,8 @@ export async function startStack(
     { email: BLUE, projectId: 'tenant-blue' },
     { email: GREEN, projectId: 'tenant-green' },
   ];
-  for (const a of accounts) {
+  const keyIds = new Map<string, string>();
+  const storeKey = (a: { email: string; projectId: string }) => {
     const k = generateServiceAccountKey({
       email: a.email,
       projectId: a.projectId,
@@ -93,7 +96,11 @@ export async function startStack(
     if (a.email === REPORTING)
       secretManager.put(`projects/${PROJECT}/secrets/reporting-key`, JSON.stringify(k.json));
     else writeFileSync(join(keysDir, `${a.email.split('@')[0]}.json`), JSON.stringify(k.json));
-  }
+    const old = keyIds.get(a.email);
+    keyIds.set(a.email, k.json.private_key_id);
+    if (old !== undefined) google.deleteKey(old);
+  };
+  for (const a of accounts) storeKey(a);
   google.addUser('alice@acme.com');
   google.allowDelegation(REPORTING, [CALENDAR]);
   const policyFile = join(dir, 'policy.json');
@@ -115,6 +122,11 @@ export async function startStack(
     env,
     callerToken: (email, overrides = {}) =>
       google.issueIdToken({ email, audience: overrides.audience ?? AUDIENCE }),
+    rotateKey(email) {
+      const account = accounts.find((a) => a.email === email);
+      if (!account) throw new Error(`unknown account ${email}`);
+      storeKey(account);
+    },
     async startBroker(target = 'broker', extra = {}) {
       const b = await startBrokerProcess({ target, env: { ...env, ...extra } });
       brokers.push(b);

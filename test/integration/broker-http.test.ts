@@ -109,6 +109,24 @@ describe('token end to end', () => {
   });
 });
 
+describe('key rotation', () => {
+  it('reads the secret again once when Google says the key was deleted, and recovers', async () => {
+    const body = { serviceAccount: REPORTING, scopes: [BIGQUERY], minLifetimeSeconds: 3300 };
+    await post(tokenUrl(), body, { token: billing }); // the broker now holds the key in memory
+    const reads = stack.secretManager.stats.accessCalls;
+    stack.rotateKey(REPORTING);
+    await post(
+      `${broker.url}/admin/purge`,
+      { serviceAccount: REPORTING },
+      { token: await stack.callerToken(OPS) },
+    );
+    const r = await post(tokenUrl(), body, { token: billing });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('cache-status')).toBe('broker; fwd=miss');
+    expect(stack.secretManager.stats.accessCalls - reads).toBe(1);
+  });
+});
+
 describe('per-tenant, jwt and idtoken', () => {
   it('serves a tenant its own account only', async () => {
     const platform = await stack.callerToken(PLATFORM);
