@@ -1,30 +1,43 @@
 /**
  * The broker's functions, all registered from this one source (CONTRACT.md,
  * "Entry points"): `FUNCTION_TARGET=<name> npx functions-framework` serves one.
+ * The example job (`delegatedJob`) is registered from here too, so one
+ * package deploys everything; a process that serves only the job does not
+ * load the broker's configuration.
  */
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
+import { createDelegatedJob, delegatedJobOptionsFromEnv, JOB_TARGET } from './examples/delegated-job.js';
 import { createHandler, TARGET_ROUTES, type Target } from './handlers.js';
 import { installJsonFinalHandler } from './json-final-handler.js';
-import { createRuntime, type Runtime } from './runtime.js';
+import { createRuntime } from './runtime.js';
 
-installJsonFinalHandler();
-
-const log = createLogger();
-let runtime: Runtime;
-try {
-  runtime = createRuntime(process.env, log);
-} catch (err) {
-  if (err instanceof ConfigError) {
-    log.log('CRITICAL', err.message, { problems: err.problems });
-    // Stop the start with the one message that lists every problem (CONTRACT.md, "Configuration").
-    process.exitCode = 78; // EX_CONFIG
-  }
-  throw err;
-}
-
-/** The names this module registers; the Terraform checks compare `entry_point`s with it. */
+/** The broker targets this module registers; the Terraform checks compare `entry_point`s with them. */
 export const TARGETS = Object.keys(TARGET_ROUTES) as Target[];
 
-for (const target of TARGETS) functions.http(target, createHandler(runtime, target));
+export { JOB_TARGET } from './examples/delegated-job.js';
+
+// The framework takes its target from --target=NAME or FUNCTION_TARGET.
+const serving =
+  process.argv.find((a) => a.startsWith('--target='))?.slice('--target='.length) ??
+  process.env['FUNCTION_TARGET'];
+
+if (serving === JOB_TARGET) {
+  functions.http(JOB_TARGET, createDelegatedJob(delegatedJobOptionsFromEnv(process.env)));
+} else {
+  installJsonFinalHandler();
+  const log = createLogger();
+  let runtime: ReturnType<typeof createRuntime>;
+  try {
+    runtime = createRuntime(process.env, log);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      log.log('CRITICAL', err.message, { problems: err.problems });
+      // Stop the start with the one message that lists every problem (CONTRACT.md, "Configuration").
+      process.exitCode = 78; // EX_CONFIG
+    }
+    throw err;
+  }
+  for (const target of TARGETS) functions.http(target, createHandler(runtime, target));
+}

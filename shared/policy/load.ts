@@ -198,7 +198,8 @@ function object(
       problem(path, `unknown key ${JSON.stringify(key)} (allowed: ${allowed.join(', ')})`);
     }
   }
-  return value as Obj;
+  // JSON null means absent (Terraform's jsonencode writes unset optional attributes as null).
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null)) as Obj;
 }
 
 function list(

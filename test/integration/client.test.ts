@@ -128,3 +128,37 @@ describe('broker-token CLI', () => {
     expect((await run(['--service-account', REPORTING])).code).toBe(2);
   });
 });
+
+describe('the example delegated job', () => {
+  it('gets a domain-wide-delegated token from the broker and calls a Google API with it', async () => {
+    const functions = await import('@google-cloud/functions-framework');
+    const { getTestServer } = await import('@google-cloud/functions-framework/testing');
+    const { createDelegatedJob } = await import('../../functions/examples/delegated-job.js');
+    functions.http(
+      'delegatedJobUnderTest',
+      createDelegatedJob({
+        brokerUrl: `${broker.url}/token`,
+        brokerAudience: 'unused',
+        serviceAccount: REPORTING,
+        subject: 'alice@acme.com',
+        scopes: ['https://www.googleapis.com/auth/calendar.readonly'],
+        apiUrl: `${stack.google.url}/oauth2/v3/userinfo`,
+        idToken: () => stack.callerToken('sync-job@acme.iam.gserviceaccount.com'),
+      }),
+    );
+    const server = getTestServer('delegatedJobUnderTest');
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as { port: number };
+      const res = await fetch(`http://127.0.0.1:${port}/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ api_status: 200, subject: 'alice@acme.com' });
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -175,3 +175,27 @@ describe('compilePolicy', () => {
     ]);
   });
 });
+
+describe('compilePolicy and JSON null', () => {
+  it('treats null as absent, as Terraform writes unset optional attributes', () => {
+    const p = compilePolicy({
+      serviceAccounts: [{ email: SA, key: 'file:k.json', tenant: null }],
+      grants: [
+        {
+          callers: ['*'],
+          serviceAccounts: [SA],
+          scopes: ['s'],
+          subjects: null,
+          audiences: null,
+          operations: null,
+        },
+      ],
+      admins: [],
+      rateLimit: null,
+      rateLimits: null,
+    });
+    expect(p.accounts.get(SA)?.tenant).toBeUndefined();
+    expect(p.grants[0]?.subjects).toBeUndefined();
+    expect(p.rateLimit).toBeUndefined();
+  });
+});

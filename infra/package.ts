@@ -1,0 +1,36 @@
+/**
+ * `npm run package`: the deployable source for Cloud Functions in
+ * .tmp/package (Terraform zips it): the built dist/, a lockfile pruned to the
+ * runtime dependencies, and a
+ * package.json with the runtime dependencies only and an empty `gcp-build`,
+ * so Cloud Build installs but does not rebuild.
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from './broker-process.js';
+
+const out = join(ROOT, '.tmp', 'package');
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, unknown>;
+const deployed = {
+  name: pkg['name'],
+  version: pkg['version'],
+  private: true,
+  type: pkg['type'],
+  main: pkg['main'],
+  engines: { node: '22' },
+  dependencies: pkg['dependencies'],
+  scripts: { 'gcp-build': '' },
+};
+writeFileSync(join(out, 'package.json'), `${JSON.stringify(deployed, null, 2)}\n`);
+// A lockfile for exactly these dependencies, resolved from the repo's lockfile versions.
+cpSync(join(ROOT, 'package-lock.json'), join(out, 'package-lock.json'));
+execFileSync('npm', ['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund'], {
+  cwd: out,
+  stdio: 'ignore',
+});
+for (const dir of ['functions', 'shared'])
+  cpSync(join(ROOT, 'dist', dir), join(out, 'dist', dir), { recursive: true });
+console.log(`packaged ${out} (dist/functions, dist/shared, package.json, package-lock.json)`);

@@ -1,0 +1,9 @@
+# Optional: the Upstash Redis database of the shared cache, created with the upstash provider.
+resource "upstash_redis_database" "cache" {
+  count          = var.enable_shared_cache && var.create_upstash_database ? 1 : 0
+  database_name  = "${var.name_prefix}-cache"
+  region         = "global"
+  primary_region = var.upstash_region
+  tls            = true
+  eviction       = true
+}
