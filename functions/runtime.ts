@@ -6,6 +6,7 @@ import { createSecretManagerSource } from '../shared/adapters/secret-manager.js'
 import { createSecretRouter } from '../shared/adapters/secret-source.js';
 import { createTokenEndpoint } from '../shared/adapters/token-endpoint.js';
 import { createUpstashRedis, describeCacheError } from '../shared/adapters/upstash.js';
+import { createUpstashRateLimiter } from '../shared/adapters/upstash-ratelimit.js';
 import { type Broker, createBroker } from '../shared/broker.js';
 import { createMemoryCache } from '../shared/cache/memory.js';
 import { SharedTokenCache } from '../shared/cache/shared-cache.js';
@@ -71,7 +72,27 @@ export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
     clockToleranceSeconds: config.clockToleranceSeconds,
     allowSignatureRemovedByGoogle: config.allowSignatureRemovedByGoogle,
   });
-  return { config, broker, verifier, rateLimiter: createMemoryRateLimiter({ now }), log, now };
+  const memoryLimiter = createMemoryRateLimiter({ now });
+  const limiterWarnings = new Throttle(30_000, now);
+  const rateLimiter =
+    config.upstash && config.cacheKey
+      ? createUpstashRateLimiter({
+          ...config.upstash,
+          cacheKey: config.cacheKey,
+          timeoutMs: config.cacheTimeoutMs,
+          fallback: memoryLimiter,
+          onFailure: (error) => {
+            const suppressed = limiterWarnings.take('ratelimit');
+            if (suppressed !== undefined) {
+              log.log('WARNING', 'shared rate limiter unavailable; counting in process', {
+                error: describeCacheError(error),
+                suppressedSinceLast: suppressed,
+              });
+            }
+          },
+        })
+      : memoryLimiter;
+  return { config, broker, verifier, rateLimiter, log, now };
 }
 
 /** The shared cache (L2) when Upstash is configured; its failures become rate-limited warnings, never request errors. */

@@ -43,13 +43,11 @@ export function createDelegatedJob(
         signal: AbortSignal.timeout(30_000),
       });
       const body = (await api.json().catch(() => ({}))) as Record<string, unknown>;
-      res
-        .status(api.ok ? 200 : 502)
-        .json({
-          api_status: api.status,
-          items: Array.isArray(body['items']) ? body['items'].length : undefined,
-          subject: options.subject,
-        });
+      res.status(api.ok ? 200 : 502).json({
+        api_status: api.status,
+        items: Array.isArray(body['items']) ? body['items'].length : undefined,
+        subject: options.subject,
+      });
     } catch (err) {
       const e = err instanceof BrokerClientError ? err : undefined;
       res

@@ -6,12 +6,15 @@ import { startUpstashStandIn, type UpstashStandIn } from '../../infra/upstash/se
 import {
   BIGQUERY,
   BILLING,
+  CALENDAR,
   DRIVE,
+  examplePolicy,
   OPS,
   PLATFORM,
   post,
   REPORTING,
   type Stack,
+  SYNC_JOB,
   startStack,
 } from './support/stack.js';
 
@@ -206,4 +209,76 @@ describe.runIf(run)('refresh ahead with short-lived tokens', () => {
     expect(new Set(seen.map((s) => s.token)).size).toBeGreaterThanOrEqual(2);
     for (const s of seen) expect(s.expiresIn).toBeGreaterThanOrEqual(3);
   }, 30_000);
+});
+
+describe.runIf(run)('per-caller rate limits', () => {
+  let stack: Stack;
+  let redis: RedisServer;
+  let upstash: UpstashStandIn;
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    upstash = await startUpstashStandIn({ redisUrl: redis.url, token: UPSTASH_TOKEN });
+    stack = await startStack({
+      policy: {
+        ...examplePolicy(),
+        rateLimit: { requests: 1000, windowSeconds: 60 },
+        rateLimits: { [BILLING]: { requests: 5, windowSeconds: 60 } },
+      },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.close();
+    await upstash?.close();
+    await redis?.stop();
+  });
+
+  const burst = async (urls: string[], n: number) => {
+    const token = await stack.callerToken(BILLING);
+    const out = [];
+    for (let i = 0; i < n; i++)
+      out.push(
+        await post(
+          `${urls[i % urls.length]}/token`,
+          { serviceAccount: REPORTING, scopes: [BIGQUERY] },
+          { token },
+        ),
+      );
+    return out;
+  };
+
+  it('counts each caller across instances with the shared limiter, cache hits included, and keeps no email in Redis', async () => {
+    const env = {
+      UPSTASH_REDIS_REST_URL: upstash.url,
+      UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN,
+      BROKER_CACHE_KEY: CACHE_KEY,
+    };
+    const a = await stack.startBroker('broker', env);
+    const b = await stack.startBroker('broker', env);
+    const results = await burst([a.url, b.url], 8);
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429, 429, 429]);
+    const limited = results[5]!;
+    expect(limited.json['error']).toBe('rate_limited');
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    const other = await post(
+      `${a.url}/token`,
+      { serviceAccount: REPORTING, scopes: [CALENDAR], subject: 'alice@acme.com' },
+      { token: await stack.callerToken(SYNC_JOB) },
+    );
+    expect(other.status).toBe(200); // limits are per caller
+    const client = new Redis(redis.url);
+    try {
+      const keys = await client.keys('*');
+      expect(keys.some((k) => k.startsWith('tb:v1:rl:'))).toBe(true);
+      expect(keys.join('\n')).not.toMatch(/acme|gserviceaccount/);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('counts in process without a shared cache', async () => {
+    const c = await stack.startBroker('broker');
+    expect((await burst([c.url], 7)).map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429, 429]);
+  });
 });

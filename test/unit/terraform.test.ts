@@ -62,6 +62,7 @@ describe('terraform (checked without a terraform binary)', () => {
       const build = (body['build_config'] as Record<string, unknown>[])[0]!;
       expect(build['runtime'], name).toBe('nodejs22');
       const ep = String(build['entry_point']);
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: an HCL interpolation, as hcl2json writes it
       if (ep === '${each.value}') for (const t of allowed) entryPoints.add(t);
       else entryPoints.add(ep);
     }
@@ -123,6 +124,7 @@ describe('terraform (checked without a terraform binary)', () => {
   it('gives no secret a default value', () => {
     for (const [name, v] of m.variables) {
       const secret = v['sensitive'] === true || /token|key|secret|password/.test(name);
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: an HCL type, as hcl2json writes it
       if (!secret || String(v['type']) === '${bool}') continue;
       expect(v['default'] ?? null, `variable ${name}`).toBeNull();
     }
@@ -130,7 +132,7 @@ describe('terraform (checked without a terraform binary)', () => {
   });
 
   it('pins the google provider to v6 and passes the policy and audience', () => {
-    const versions = (m.files['versions.tf']?.['terraform'] as Record<string, unknown>[])[0]!;
+    const versions = (m.files['versions.tf']!['terraform'] as Record<string, unknown>[])[0]!;
     const google = (versions['required_providers'] as Record<string, unknown>[])[0]!['google'] as Record<
       string,
       string
