@@ -40,6 +40,14 @@ export function installJsonFinalHandler(): void {
           sendError(res, tooLarge());
           return;
         }
+        // The framework answers these two paths itself, with an empty 404.
+        const path = (req.url ?? '/').split('?')[0];
+        if (path === '/favicon.ico' || path === '/robots.txt') {
+          req.resume();
+          baseHeaders(res, randomUUID());
+          sendError(res, new BrokerError('not_found', 'No such endpoint.'));
+          return;
+        }
         app(req, res, (err?: unknown) => finalHandler(err, req, res));
       };
     }

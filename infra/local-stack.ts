@@ -63,13 +63,20 @@ export interface Stack {
 
 /** Starts the Google and Secret Manager stand-ins and stores the example accounts' keys. */
 export async function startStack(
-  options: { policy?: Record<string, unknown>; accessTokenLifetimeSeconds?: number } = {},
+  options: {
+    policy?: Record<string, unknown>;
+    accessTokenLifetimeSeconds?: number;
+    /** How far Google's clock is ahead of ours (negative: behind), to test clock skew. */
+    googleClockOffsetSeconds?: number;
+  } = {},
 ): Promise<Stack> {
-  const google = await startGoogleStandIn(
-    options.accessTokenLifetimeSeconds === undefined
+  const offsetMs = (options.googleClockOffsetSeconds ?? 0) * 1000;
+  const google = await startGoogleStandIn({
+    ...(options.accessTokenLifetimeSeconds === undefined
       ? {}
-      : { accessTokenLifetimeSeconds: options.accessTokenLifetimeSeconds },
-  );
+      : { accessTokenLifetimeSeconds: options.accessTokenLifetimeSeconds }),
+    ...(offsetMs === 0 ? {} : { now: () => Date.now() + offsetMs }),
+  });
   const secretManager = await startSecretManagerStandIn();
   const dir = mkdtempSync(join(tmpdir(), 'broker-test-'));
   const keysDir = join(dir, 'keys');
@@ -120,8 +127,13 @@ export async function startStack(
     dir,
     policyFile,
     env,
+    // Caller tokens are issued on our clock: the skew under test is between the broker and the token endpoint.
     callerToken: (email, overrides = {}) =>
-      google.issueIdToken({ email, audience: overrides.audience ?? AUDIENCE }),
+      google.issueIdToken({
+        email,
+        audience: overrides.audience ?? AUDIENCE,
+        iat: Math.floor(Date.now() / 1000),
+      }),
     rotateKey(email) {
       const account = accounts.find((a) => a.email === email);
       if (!account) throw new Error(`unknown account ${email}`);

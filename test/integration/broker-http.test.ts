@@ -337,6 +337,8 @@ describe('every failure is JSON with the contract code', () => {
   });
   it('404 JSON for an unknown path', async () => {
     expectJsonError(await post(`${broker.url}/nope`, {}, { token: billing }), 404, 'not_found');
+    expectJsonError(await post(`${broker.url}/favicon.ico`, undefined, { method: 'GET' }), 404, 'not_found');
+    expectJsonError(await post(`${broker.url}/robots.txt`, {}, {}), 404, 'not_found');
   });
   it('400 for bad bodies, never a 5xx', async () => {
     const bodies: unknown[] = [
