@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { captureLogLines } from './capture.js';
 
 const require = createRequire(import.meta.url);
 
@@ -60,7 +61,12 @@ export async function startBrokerProcess(options: {
   );
   const lines: string[] = [];
   const collect = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') lines.push(line);
+    const fresh = chunk
+      .toString('utf8')
+      .split('\n')
+      .filter((line) => line.trim() !== '');
+    lines.push(...fresh);
+    captureLogLines(fresh);
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);

@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrokerProcess, startBrokerProcess } from './broker-process.js';
+import { captureSecret } from './capture.js';
 import { generateServiceAccountKey } from './google/keys.js';
 import { type GoogleStandIn, startGoogleStandIn } from './google/server.js';
 import { type SecretManagerStandIn, startSecretManagerStandIn } from './secret-manager/server.js';
@@ -76,6 +77,7 @@ export async function startStack(
       ? {}
       : { accessTokenLifetimeSeconds: options.accessTokenLifetimeSeconds }),
     ...(offsetMs === 0 ? {} : { now: () => Date.now() + offsetMs }),
+    onSecret: captureSecret,
   });
   const secretManager = await startSecretManagerStandIn();
   const dir = mkdtempSync(join(tmpdir(), 'broker-test-'));
@@ -103,6 +105,7 @@ export async function startStack(
     if (a.email === REPORTING)
       secretManager.put(`projects/${PROJECT}/secrets/reporting-key`, JSON.stringify(k.json));
     else writeFileSync(join(keysDir, `${a.email.split('@')[0]}.json`), JSON.stringify(k.json));
+    captureSecret(k.json.private_key);
     const old = keyIds.get(a.email);
     keyIds.set(a.email, k.json.private_key_id);
     if (old !== undefined) google.deleteKey(old);

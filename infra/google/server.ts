@@ -29,6 +29,8 @@ export interface GoogleStandInOptions {
   /** How far off `iat`/`exp` may be from this server's clock (Google tolerates a few minutes). */
   clockSkewToleranceSeconds?: number;
   issuer?: string;
+  /** Called with every token it issues (for leak scans). */
+  onSecret?: (secret: string) => void;
 }
 
 /** The running stand-in. */
@@ -139,9 +141,11 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
 
   async function sign(claims: Record<string, unknown>): Promise<string> {
     const current = signingKeys[signingKeys.length - 1]!;
-    return new SignJWT(claims)
+    const jwt = await new SignJWT(claims)
       .setProtectedHeader({ alg: 'RS256', kid: current.kid, typ: 'JWT' })
       .sign(current.privateKey);
+    options.onSecret?.(jwt);
+    return jwt;
   }
 
   async function issueIdToken(o: Parameters<GoogleStandIn['issueIdToken']>[0]): Promise<string> {
@@ -248,6 +252,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       }
     }
     const accessToken = `ya29.${randomBytes(40).toString('base64url')}`;
+    options.onSecret?.(accessToken);
     accessTokens.set(accessToken, {
       email: account.email,
       scope,

@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BrokerProcess } from '../../infra/broker-process.js';
+import {
+  BIGQUERY,
+  BILLING,
+  CALENDAR,
+  DRIVE,
+  OPS,
+  PLATFORM,
+  REPORTING,
+  type Stack,
+  SYNC_JOB,
+  startStack,
+} from './support/stack.js';
+
+const RUNS = Number(process.env['FUZZ_RUNS'] ?? 3000);
+let stack: Stack;
+let broker: BrokerProcess;
+let callerTokens: string[];
+
+beforeAll(async () => {
+  stack = await startStack();
+  // A small old-space cap: a leak would crash the broker within the run instead of hiding in a large heap.
+  broker = await stack.startBroker('broker', { NODE_OPTIONS: '--max-old-space-size=64' });
+  callerTokens = await Promise.all([BILLING, SYNC_JOB, PLATFORM, OPS].map((c) => stack.callerToken(c)));
+});
+afterAll(async () => stack?.close());
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0) / 1024;
+}
+
+const value = fc.oneof(
+  fc.constantFrom(
+    REPORTING,
+    'blue',
+    'green',
+    'alice@acme.com',
+    '*@acme.com',
+    'a@b.co,c@d.co',
+    REPORTING.toUpperCase(),
+    `${REPORTING}.`,
+    'blue ',
+    '\u212Aeys@acme.com',
+  ),
+  fc.constantFrom(
+    BIGQUERY,
+    CALENDAR,
+    DRIVE,
+    `${DRIVE} ${BIGQUERY}`,
+    `${DRIVE},${BIGQUERY}`,
+    'https://drive.googleapis.com/',
+  ),
+  fc.string({ maxLength: 40 }),
+  fc.integer({ min: -5, max: 5000 }),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.constantFrom(BIGQUERY, CALENDAR, DRIVE, '', ' ', 'x,y'), { maxLength: 4 }),
+  fc.jsonValue({ maxDepth: 2 }),
+);
+const key = fc.constantFrom(
+  'serviceAccount',
+  'tenant',
+  'scopes',
+  'subject',
+  'audience',
+  'minLifetimeSeconds',
+  'all',
+  '__proto__',
+  'constructor',
+  'scope',
+);
+const body = fc.oneof(
+  { weight: 5, arbitrary: fc.dictionary(key, value, { maxKeys: 5 }).map((o) => JSON.stringify(o)) },
+  {
+    weight: 3,
+    arbitrary: fc
+      .record(
+        {
+          serviceAccount: fc.constantFrom(REPORTING, REPORTING.toUpperCase()),
+          scopes: fc.subarray([BIGQUERY, CALENDAR, DRIVE], { minLength: 1 }),
+          subject: fc.option(fc.constantFrom('alice@acme.com', 'bob@acme.com'), { nil: undefined }),
+        },
+        { requiredKeys: ['serviceAccount', 'scopes'] },
+      )
+      .map((o) => JSON.stringify(o)),
+  },
+  { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 200 }) },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString('latin1')) },
+);
+const request = fc.record({
+  method: fc.constantFrom('POST', 'POST', 'POST', 'POST', 'GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'),
+  path: fc.constantFrom(
+    '/token',
+    '/token',
+    '/token',
+    '/jwt',
+    '/idtoken',
+    '/admin/purge',
+    '/',
+    '/token/',
+    '/TOKEN',
+    '/token?x=1',
+    '/%2e%2e/admin/purge',
+  ),
+  contentType: fc.constantFrom(
+    'application/json',
+    'application/json',
+    'application/json; charset=utf-8',
+    'application/json; charset=latin1',
+    'text/plain',
+    'application/x-www-form-urlencoded',
+    undefined,
+  ),
+  auth: fc.oneof(fc.constantFrom(0, 1, 2, 3), fc.constant(undefined), fc.string({ maxLength: 60 })),
+  body,
+});
+
+describe('fuzzing the request handler', () => {
+  it(`answers ${RUNS} generated requests with JSON and no 5xx, with flat memory`, async () => {
+    const samples = fc.sample(request, RUNS);
+    // Warm up with a third of the inputs (the heap grows to its working size), then measure the rest.
+    const warm = samples.splice(0, Math.floor(RUNS / 3));
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, i) => {
+        for (let j = i; j < warm.length; j += 16) await send(warm[j]!);
+      }),
+    );
+    const before = rssMb(broker.child.pid!);
+    const statuses = new Map<number, number>();
+    const bad: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < samples.length) {
+          const s = samples[next++]!;
+          const r = await send(s);
+          statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+          if (r.status >= 500 || (r.status >= 400 && !/^application\/json/.test(r.contentType ?? '')))
+            bad.push(`${r.status} ${JSON.stringify(s).slice(0, 200)}`);
+        }
+      }),
+    );
+    const after = rssMb(broker.child.pid!);
+    console.log(
+      `fuzz: ${RUNS} requests (${samples.length} measured), statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}, RSS ${before.toFixed(1)} → ${after.toFixed(1)} MB`,
+    );
+    expect(bad).toEqual([]);
+    expect(after - before).toBeLessThan(40);
+    expect(broker.child.exitCode).toBeNull();
+  }, 120_000);
+});
+
+async function send(s: {
+  method: string;
+  path: string;
+  contentType: string | undefined;
+  auth: unknown;
+  body: string;
+}) {
+  const headers: Record<string, string> = {};
+  if (s.contentType) headers['content-type'] = s.contentType;
+  if (typeof s.auth === 'number') headers['authorization'] = `Bearer ${callerTokens[s.auth]}`;
+  else if (typeof s.auth === 'string')
+    headers['authorization'] = /^[\x20-\x7e]*$/.test(s.auth) ? s.auth : 'Bearer x';
+  const res = await fetch(`${broker.url}${s.path}`, {
+    method: s.method,
+    headers,
+    ...(s.method === 'GET' ? {} : { body: s.body }),
+  });
+  await res.arrayBuffer();
+  return { status: res.status, contentType: res.headers.get('content-type') };
+}
