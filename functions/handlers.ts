@@ -33,6 +33,9 @@ export const TARGET_ROUTES = {
 
 export type Target = keyof typeof TARGET_ROUTES;
 
+/** The example scheduled job's entry point (functions/examples/delegated-job.ts), registered from the same source. */
+export const JOB_TARGET = 'delegatedJob';
+
 const PARSERS = { token: parseTokenRequest, jwt: parseJwtRequest, idtoken: parseIdTokenRequest } as const;
 
 const CACHE_STATUS: Record<CacheOutcome, string> = {

@@ -8,15 +8,14 @@
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
-import { createDelegatedJob, delegatedJobOptionsFromEnv, JOB_TARGET } from './examples/delegated-job.js';
-import { createHandler, TARGET_ROUTES, type Target } from './handlers.js';
+import { createHandler, JOB_TARGET, TARGET_ROUTES, type Target } from './handlers.js';
 import { installJsonFinalHandler } from './json-final-handler.js';
 import { createRuntime } from './runtime.js';
 
 /** The broker targets this module registers; the Terraform checks compare `entry_point`s with them. */
 export const TARGETS = Object.keys(TARGET_ROUTES) as Target[];
 
-export { JOB_TARGET } from './examples/delegated-job.js';
+export { JOB_TARGET } from './handlers.js';
 
 // The framework takes its target from --target=NAME or FUNCTION_TARGET.
 const serving =
@@ -24,6 +23,8 @@ const serving =
   process.env['FUNCTION_TARGET'];
 
 if (serving === JOB_TARGET) {
+  // Imported only here: the job's client library pulls in google-auth-library, which the broker does not need.
+  const { createDelegatedJob, delegatedJobOptionsFromEnv } = await import('./examples/delegated-job.js');
   functions.http(JOB_TARGET, createDelegatedJob(delegatedJobOptionsFromEnv(process.env)));
 } else {
   installJsonFinalHandler();

@@ -47,12 +47,19 @@ export async function startBrokerProcess(options: {
   port?: number;
   nodePath?: string;
   startTimeoutMs?: number;
+  /** The built module to load (default: the broker's). */
+  source?: string;
 }): Promise<BrokerProcess> {
   const port = options.port ?? (await freePort());
   const main = join(dirname(require.resolve('@google-cloud/functions-framework')), 'main.js');
   const child = spawn(
     options.nodePath ?? process.execPath,
-    [main, `--target=${options.target}`, `--port=${port}`, `--source=${ROOT}dist/functions/index.js`],
+    [
+      main,
+      `--target=${options.target}`,
+      `--port=${port}`,
+      `--source=${options.source ?? `${ROOT}dist/functions/index.js`}`,
+    ],
     {
       cwd: ROOT,
       env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', ...options.env },

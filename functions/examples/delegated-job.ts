@@ -68,6 +68,3 @@ export function delegatedJobOptionsFromEnv(env: NodeJS.ProcessEnv): DelegatedJob
     apiUrl: env['JOB_API_URL'] ?? 'https://www.googleapis.com/calendar/v3/users/me/calendarList',
   };
 }
-
-/** The example job's entry point. */
-export const JOB_TARGET = 'delegatedJob';

@@ -1,6 +1,7 @@
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';
 import { canonicalEmail } from '../email.js';
 import { BrokerError } from '../errors.js';
+import { Lru } from '../lru.js';
 import { createJwksCache } from './jwks.js';
 
 /** The authenticated caller. */
@@ -47,6 +48,9 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
     now,
   });
   const issuers = [...options.issuers];
+  // A token verified once is not verified again until its claims are re-checked: the signature check
+  // (RSA) and the decode are the costliest part of a cache hit. Keyed by the whole token string.
+  const verified = new Lru<string, Caller & { exp: number }>(10_000);
 
   function checkClaims(payload: JWTPayload): Caller {
     const t = now() / 1000;
@@ -77,6 +81,13 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
       }
       const token = BEARER.exec(authorization.trim())?.[1];
       if (token === undefined) throw invalid('the Authorization header is not `Bearer <JWT>`');
+      const known = verified.get(token);
+      if (known !== undefined) {
+        if (known.exp > now() / 1000 - options.clockToleranceSeconds)
+          return { email: known.email, sub: known.sub, iss: known.iss };
+        verified.delete(token);
+        throw invalid('the token has expired');
+      }
 
       if (token.endsWith(`.${REMOVED}`)) {
         if (!options.allowSignatureRemovedByGoogle) {
@@ -110,7 +121,9 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
         if (err instanceof errors.JWTClaimValidationFailed) throw invalid('the token has an invalid claim');
         throw invalid('the token signature does not verify');
       }
-      return checkClaims(payload);
+      const caller = checkClaims(payload);
+      verified.set(token, { ...caller, exp: payload.exp as number });
+      return caller;
     },
   };
 }

@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from '@cdktf/hcl2json';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { JOB_TARGET } from '../../functions/examples/delegated-job.js';
-import { TARGET_ROUTES } from '../../functions/handlers.js';
+import { JOB_TARGET, TARGET_ROUTES } from '../../functions/handlers.js';
 import { loadModule, type Module, strings, unresolvedReferences } from '../support/hcl.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
