@@ -7,7 +7,6 @@
  *   npm start             # stays up for curl; Ctrl-C stops everything
  *   npm start -- --once   # runs the demo and exits (used by the tests)
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
@@ -16,9 +15,9 @@ import { PassThroughClient } from 'google-auth-library';
 import { ROOT, startBrokerProcess } from './broker-process.js';
 import { generateServiceAccountKey } from './google/keys.js';
 import { startGoogleStandIn } from './google/server.js';
-import { findRedisServer, type RedisServer, startRedisServer } from './redis/redis-server.js';
+import { findRedisServer } from './redis/redis-server.js';
 import { startSecretManagerStandIn } from './secret-manager/server.js';
-import { startUpstashStandIn, type UpstashStandIn } from './upstash/server.js';
+import { type LocalSharedCache, startLocalSharedCache } from './shared-cache.js';
 
 const once = process.argv.includes('--once');
 const PROJECT = 'demo-project';
@@ -46,20 +45,11 @@ async function main(): Promise<void> {
     `  Google OAuth 2.0 stand-in   ${google.url}  (token ${google.tokenUrl}, JWKS ${google.jwksUrl})`,
   );
   console.log(`  Secret Manager stand-in     ${secretManager.host}  (plaintext gRPC)`);
-  let redis: RedisServer | undefined;
-  let upstash: UpstashStandIn | undefined;
-  const cacheEnv: Record<string, string> = {};
+  let cache: LocalSharedCache | undefined;
   if (findRedisServer() !== undefined) {
-    redis = await startRedisServer();
-    const token = randomBytes(24).toString('base64url');
-    upstash = await startUpstashStandIn({ redisUrl: redis.url, token });
-    Object.assign(cacheEnv, {
-      UPSTASH_REDIS_REST_URL: upstash.url,
-      UPSTASH_REDIS_REST_TOKEN: token,
-      BROKER_CACHE_KEY: randomBytes(32).toString('base64'),
-    });
+    cache = await startLocalSharedCache();
     console.log(
-      `  Upstash REST stand-in       ${upstash.url}  (over redis-server ${redis.url}): the shared cache`,
+      `  Upstash REST stand-in       ${cache.upstash.url}  (over redis-server ${cache.redis.url}): the shared cache`,
     );
   } else {
     console.log(
@@ -146,7 +136,7 @@ async function main(): Promise<void> {
       BROKER_ISSUERS: google.issuer,
       BROKER_TOKEN_URL: google.tokenUrl,
       SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
-      ...cacheEnv,
+      ...cache?.env,
     },
   });
   console.log(`  ${broker.url}  (POST /token, /jwt, /idtoken, /admin/purge)`);
@@ -207,8 +197,7 @@ async function main(): Promise<void> {
     await broker.stop();
     await secretManager.close();
     await google.close();
-    await upstash?.close();
-    await redis?.stop();
+    await cache?.close();
   };
   if (once || !ok) {
     await shutdown();

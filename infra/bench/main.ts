@@ -21,14 +21,13 @@ import { Redis } from '@upstash/redis';
 import autocannon from 'autocannon';
 import { ROOT, startBrokerProcess } from '../broker-process.js';
 import { BIGQUERY, BILLING, DRIVE, PLATFORM, REPORTING, startStack } from '../local-stack.js';
-import { requireRedisServer, startRedisServer } from '../redis/redis-server.js';
-import { startUpstashStandIn } from '../upstash/server.js';
+import { requireRedisServer } from '../redis/redis-server.js';
+import { startLocalSharedCache } from '../shared-cache.js';
 import { benchKey, signRate } from './sign.js';
 import { coldStart, importTimes, rssMb } from './startup.js';
 
 const DURATION = Number(process.env['BENCH_SECONDS'] ?? 5);
 const CONNECTIONS = 10;
-const UPSTASH_TOKEN = 'bench-token';
 
 interface Row {
   figure: string;
@@ -57,14 +56,10 @@ async function load(url: string, token: string, bodies: unknown[]): Promise<auto
 async function main(): Promise<void> {
   if (requireRedisServer() === undefined)
     throw new Error('redis-server is required for the cache bench (apt-get install -y redis-server)');
-  const redis = await startRedisServer();
-  const upstash = await startUpstashStandIn({ redisUrl: redis.url, token: UPSTASH_TOKEN });
+  const cache = await startLocalSharedCache();
+  const { upstash } = cache;
   const stack = await startStack();
-  const shared = {
-    UPSTASH_REDIS_REST_URL: upstash.url,
-    UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN,
-    BROKER_CACHE_KEY: Buffer.alloc(32, 7).toString('base64'),
-  };
+  const shared = cache.env;
   try {
     const rows: Row[] = [];
     const ratio = (a: number, b: number) => `${Math.round((a / b) * 100)} %`;
@@ -152,7 +147,11 @@ async function main(): Promise<void> {
       tenants.filter((b) => !('audience' in b)),
     );
     // Bare floor: one @upstash/redis GET round trip to the same front, sequentially.
-    const client = new Redis({ url: upstash.url, token: UPSTASH_TOKEN, enableAutoPipelining: false });
+    const client = new Redis({
+      url: upstash.url,
+      token: shared['UPSTASH_REDIS_REST_TOKEN']!,
+      enableAutoPipelining: false,
+    });
     await client.set('bench:key', 'x'.repeat(300));
     const rtts: number[] = [];
     for (let i = 0; i < 2000; i++) {
@@ -223,8 +222,7 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'bench.md'), `${md}\n`);
   } finally {
     await stack.close();
-    await upstash.close();
-    await redis.stop();
+    await cache.close();
   }
 }
 

@@ -1,8 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
-import { type RedisServer, redisAvailable, startRedisServer } from '../../infra/redis/redis-server.js';
-import { startUpstashStandIn, type UpstashStandIn } from '../../infra/upstash/server.js';
+import { redisAvailable } from '../../infra/redis/redis-server.js';
+import { type LocalSharedCache, startLocalSharedCache } from '../../infra/shared-cache.js';
 import {
   BIGQUERY,
   BILLING,
@@ -181,41 +181,34 @@ describe('clock skew of ±5 minutes between the broker and Google', () => {
 
 describe.runIf(redisAvailable || process.env['CI'] === 'true')('a slow or flapping shared cache', () => {
   let stack: Stack;
-  let redis: RedisServer;
-  let upstash: UpstashStandIn;
+  let cache: LocalSharedCache;
   let broker: BrokerProcess;
   beforeAll(async () => {
-    redis = await startRedisServer();
-    upstash = await startUpstashStandIn({ redisUrl: redis.url, token: 't' });
+    cache = await startLocalSharedCache();
     stack = await startStack();
-    broker = await stack.startBroker('broker', {
-      UPSTASH_REDIS_REST_URL: upstash.url,
-      UPSTASH_REDIS_REST_TOKEN: 't',
-      BROKER_CACHE_KEY: Buffer.alloc(32, 3).toString('base64'),
-    });
+    broker = await stack.startBroker('broker', cache.env);
   });
   afterAll(async () => {
     await stack?.close();
-    await upstash?.close();
-    await redis?.stop();
+    await cache?.close();
   });
 
   it('answers 200 with bounded latency when the cache is slow, and when it flaps', async () => {
     const platform = await stack.callerToken(PLATFORM);
-    upstash.setDelay(2000);
+    cache.upstash.setDelay(2000);
     const slow = [];
     for (const tenant of ['blue', 'green']) {
       const started = Date.now();
       const r = await post(`${broker.url}/token`, { tenant, scopes: [DRIVE] }, { token: platform });
       slow.push({ status: r.status, ms: Date.now() - started });
     }
-    upstash.setDelay(0);
+    cache.upstash.setDelay(0);
     expect(slow.map((s) => s.status)).toEqual([200, 200]);
     // Each cache call gives up after 250 ms; a mint costs a few more.
     expect(Math.max(...slow.map((s) => s.ms))).toBeLessThan(1500);
     const statuses = [];
     for (let i = 0; i < 10; i++) {
-      upstash.setFailing(i % 2 === 0);
+      cache.upstash.setFailing(i % 2 === 0);
       statuses.push(
         (
           await post(
@@ -226,7 +219,7 @@ describe.runIf(redisAvailable || process.env['CI'] === 'true')('a slow or flappi
         ).status,
       );
     }
-    upstash.setFailing(false);
+    cache.upstash.setFailing(false);
     expect(statuses).toEqual(Array(10).fill(200));
   });
 });

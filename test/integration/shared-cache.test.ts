@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
-import { type RedisServer, redisAvailable, startRedisServer } from '../../infra/redis/redis-server.js';
-import { startUpstashStandIn, type UpstashStandIn } from '../../infra/upstash/server.js';
+import { redisAvailable } from '../../infra/redis/redis-server.js';
+import { type LocalSharedCache, startLocalSharedCache } from '../../infra/shared-cache.js';
 import {
   BIGQUERY,
   BILLING,
@@ -20,34 +20,23 @@ import {
 
 // A missing redis-server fails the run under CI=true; elsewhere these tests are skipped.
 const run = redisAvailable || process.env['CI'] === 'true';
-const CACHE_KEY = Buffer.alloc(32, 42).toString('base64');
-const UPSTASH_TOKEN = 'local-upstash-token';
 
 describe.runIf(run)('shared Upstash cache across broker instances', () => {
   let stack: Stack;
-  let redis: RedisServer;
-  let upstash: UpstashStandIn;
+  let cache: LocalSharedCache;
   let brokers: BrokerProcess[];
   let billing: string;
 
-  const sharedEnv = () => ({
-    UPSTASH_REDIS_REST_URL: upstash.url,
-    UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN,
-    BROKER_CACHE_KEY: CACHE_KEY,
-  });
-
   beforeAll(async () => {
-    redis = await startRedisServer();
-    upstash = await startUpstashStandIn({ redisUrl: redis.url, token: UPSTASH_TOKEN });
+    cache = await startLocalSharedCache();
     stack = await startStack();
-    brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', sharedEnv())));
+    brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', cache.env)));
     billing = await stack.callerToken(BILLING);
   }, 60_000);
 
   afterAll(async () => {
     await stack?.close();
-    await upstash?.close();
-    await redis?.stop();
+    await cache?.close();
   });
 
   const mints = () => stack.google.stats.tokensIssued;
@@ -89,7 +78,7 @@ describe.runIf(run)('shared Upstash cache across broker instances', () => {
       { serviceAccount: REPORTING, scopes: [BIGQUERY] },
       { token: billing },
     );
-    const client = new Redis(redis.url);
+    const client = new Redis(cache.redis.url);
     try {
       const keys = await client.keys('*');
       expect(keys.length).toBeGreaterThan(0);
@@ -137,7 +126,7 @@ describe.runIf(run)('shared Upstash cache across broker instances', () => {
 
   it('keeps answering 200 while redis-server is killed, and uses the cache again after a restart', async () => {
     const platform = await stack.callerToken(PLATFORM);
-    await redis.kill();
+    await cache.redis.kill();
     const during = [];
     for (let i = 0; i < 12; i++) {
       const started = Date.now();
@@ -150,7 +139,7 @@ describe.runIf(run)('shared Upstash cache across broker instances', () => {
     }
     expect(during.map((d) => d.status)).toEqual(Array(12).fill(200));
     expect(Math.max(...during.map((d) => d.ms))).toBeLessThan(2000);
-    await redis.restart();
+    await cache.redis.restart();
     await new Promise((r) => setTimeout(r, 5500)); // past the circuit breaker's open interval
     const before = mints();
     // A token no instance holds yet: minted once by A, stored in the restarted Redis, a hit on B.
@@ -166,18 +155,14 @@ describe.runIf(run)('shared Upstash cache across broker instances', () => {
 
 describe.runIf(run)('refresh ahead with short-lived tokens', () => {
   let stack: Stack;
-  let redis: RedisServer;
-  let upstash: UpstashStandIn;
+  let cache: LocalSharedCache;
   let broker: BrokerProcess;
 
   beforeAll(async () => {
-    redis = await startRedisServer();
-    upstash = await startUpstashStandIn({ redisUrl: redis.url, token: UPSTASH_TOKEN });
+    cache = await startLocalSharedCache();
     stack = await startStack({ accessTokenLifetimeSeconds: 12 });
     broker = await stack.startBroker('broker', {
-      UPSTASH_REDIS_REST_URL: upstash.url,
-      UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN,
-      BROKER_CACHE_KEY: CACHE_KEY,
+      ...cache.env,
       BROKER_REFRESH_SKEW_SECONDS: '3',
       BROKER_REFRESH_AHEAD_SECONDS: '5',
     });
@@ -185,8 +170,7 @@ describe.runIf(run)('refresh ahead with short-lived tokens', () => {
 
   afterAll(async () => {
     await stack?.close();
-    await upstash?.close();
-    await redis?.stop();
+    await cache?.close();
   });
 
   it('re-mints inside the refresh window before callers see a miss, and never serves less than the skew', async () => {
@@ -213,12 +197,10 @@ describe.runIf(run)('refresh ahead with short-lived tokens', () => {
 
 describe.runIf(run)('per-caller rate limits', () => {
   let stack: Stack;
-  let redis: RedisServer;
-  let upstash: UpstashStandIn;
+  let cache: LocalSharedCache;
 
   beforeAll(async () => {
-    redis = await startRedisServer();
-    upstash = await startUpstashStandIn({ redisUrl: redis.url, token: UPSTASH_TOKEN });
+    cache = await startLocalSharedCache();
     stack = await startStack({
       policy: {
         ...examplePolicy(),
@@ -230,8 +212,7 @@ describe.runIf(run)('per-caller rate limits', () => {
 
   afterAll(async () => {
     await stack?.close();
-    await upstash?.close();
-    await redis?.stop();
+    await cache?.close();
   });
 
   const burst = async (urls: string[], n: number) => {
@@ -249,13 +230,8 @@ describe.runIf(run)('per-caller rate limits', () => {
   };
 
   it('counts each caller across instances with the shared limiter, cache hits included, and keeps no email in Redis', async () => {
-    const env = {
-      UPSTASH_REDIS_REST_URL: upstash.url,
-      UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN,
-      BROKER_CACHE_KEY: CACHE_KEY,
-    };
-    const a = await stack.startBroker('broker', env);
-    const b = await stack.startBroker('broker', env);
+    const a = await stack.startBroker('broker', cache.env);
+    const b = await stack.startBroker('broker', cache.env);
     const results = await burst([a.url, b.url], 8);
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429, 429, 429]);
     const limited = results[5]!;
@@ -267,7 +243,7 @@ describe.runIf(run)('per-caller rate limits', () => {
       { token: await stack.callerToken(SYNC_JOB) },
     );
     expect(other.status).toBe(200); // limits are per caller
-    const client = new Redis(redis.url);
+    const client = new Redis(cache.redis.url);
     try {
       const keys = await client.keys('*');
       expect(keys.some((k) => k.startsWith('tb:v1:rl:'))).toBe(true);
