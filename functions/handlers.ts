@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from '@google-cloud/functions-framework';
+import type { Caller } from '../shared/adapters/caller-auth.js';
 import type { Audit, Served } from '../shared/broker.js';
 import type { CacheOutcome } from '../shared/cache/types.js';
 import { BrokerError } from '../shared/errors.js';
 import { fingerprint, type LogFields, type Severity, traceFields } from '../shared/log.js';
+import { Lru } from '../shared/lru.js';
 import { rateLimitFor } from '../shared/policy/evaluate.js';
 import {
   type MintRequest,
@@ -20,7 +22,7 @@ import type { Runtime } from './runtime.js';
 export type Operation = 'token' | 'jwt' | 'idtoken' | 'purge';
 
 /** An HTTP function as the functions framework calls it. */
-export type HttpFunction = (req: Request, res: Response) => Promise<void>;
+export type HttpFunction = (req: Request, res: Response) => void | Promise<void>;
 
 /** The paths of each function target (CONTRACT.md, "Entry points"). */
 export const TARGET_ROUTES = {
@@ -44,100 +46,191 @@ const CACHE_STATUS: Record<CacheOutcome, string> = {
   stale: 'broker; hit; detail=stale',
 };
 
-/** Builds the HTTP function of one target over a runtime. */
+/** One request as it goes: what the log line will say about it. */
+interface Exchange {
+  readonly started: number;
+  readonly requestId: string;
+  readonly audit: Audit & LogFields;
+  message: string;
+  status: number;
+  size: number;
+}
+
+/**
+ * Builds the HTTP function of one target over a runtime. A request whose
+ * caller token was verified before and whose token is in this instance's
+ * memory is answered synchronously, without a promise or any I/O: that is
+ * most requests, and the functions framework's domain makes every promise
+ * cost. Anything else continues asynchronously.
+ */
 export function createHandler(rt: Runtime, target: Target): HttpFunction {
   const routes: Readonly<Record<string, Operation>> = TARGET_ROUTES[target];
-  return async (req, res) => {
-    const started = performance.now();
-    const requestId = randomUUID();
-    baseHeaders(res, requestId);
-    const audit: Audit & LogFields = {};
-    let message = 'request failed';
-    let status = 500;
-    let size = 0;
+  return (req, res) => {
+    const x: Exchange = {
+      started: performance.now(),
+      requestId: randomUUID(),
+      audit: {},
+      message: 'request failed',
+      status: 500,
+      size: 0,
+    };
+    baseHeaders(res, x.requestId);
+    let pending: Promise<void> | undefined;
     try {
-      const operation = Object.hasOwn(routes, req.path) ? routes[req.path] : undefined;
-      if (operation === undefined)
-        throw new BrokerError('not_found', `No such endpoint; POST to ${Object.keys(routes).join(', ')}.`);
-      audit['operation'] = operation;
-      if (req.method !== 'POST') throw new BrokerError('method_not_allowed', 'Use POST.');
-      if (!isJson(req.headers['content-type'])) {
-        throw new BrokerError(
-          'unsupported_media_type',
-          'Send the body as JSON, with Content-Type: application/json.',
-        );
-      }
-      if ((req.rawBody?.length ?? 0) > MAX_BODY_BYTES) {
-        throw new BrokerError(
-          'request_too_large',
-          `The request body is larger than ${MAX_BODY_BYTES} bytes.`,
-        );
-      }
-      const caller = await rt.verifier.verify(req.headers.authorization);
-      audit['caller'] = caller.email;
-      const limit = rateLimitFor(rt.config.policy, caller.email);
-      if (limit) {
-        const decision = await rt.rateLimiter.check(caller.email, limit);
-        if (!decision.success) {
-          throw new BrokerError(
-            'rate_limited',
-            'This caller is over its request limit; retry after the given delay.',
-            {
-              retryAfterSeconds: decision.retryAfterSeconds,
-            },
-          );
-        }
-      }
-      if (operation === 'purge') {
-        const request = parsePurgeRequest(req.body);
-        Object.assign(audit, request);
-        const result = await rt.broker.purge(caller.email, request, audit);
-        message = 'cache purged';
-        status = 200;
-        size = sendJson(res, 200, { purged: result.accounts, dropped_local_entries: result.dropped });
-      } else {
-        const request = PARSERS[operation](req.body);
-        describe(audit, request);
-        const served = await rt.broker.mint(caller.email, request, audit);
-        audit['tokenFingerprint'] = fingerprint(served.token);
-        message = `${operation} served`;
-        status = 200;
-        res.setHeader('Cache-Status', CACHE_STATUS[served.cache]);
-        size = sendJson(res, 200, responseBody(request, served, rt.now()));
-      }
+      pending = handle(rt, routes, req, res, x);
     } catch (err) {
-      const sent = sendError(res, err);
-      status = sent.status;
-      size = sent.size;
-      audit['error'] = sent.body.error;
-      if (sent.body.upstream_error !== undefined) audit['upstreamError'] = sent.body.upstream_error;
-      message = status === 403 ? 'request denied' : 'request failed';
-      if (!(err instanceof BrokerError)) audit['internal'] = describeUnexpected(err);
-      else if (err.cause !== undefined) audit['cause'] = describeUnexpected(err.cause);
-    } finally {
-      const latencyMs = Math.round((performance.now() - started) * 100) / 100;
-      audit['latencyMs'] = latencyMs;
-      rt.log.log(severityOf(status), message, {
-        requestId,
-        ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId),
-        httpRequest: {
-          requestMethod: req.method,
-          requestUrl: req.originalUrl ?? req.url,
-          status,
-          requestSize: String(req.rawBody?.length ?? 0),
-          responseSize: String(size),
-          userAgent: header(req, 'user-agent'),
-          remoteIp: req.ip,
-          latency: `${(latencyMs / 1000).toFixed(4)}s`,
-          protocol: `HTTP/${req.httpVersion}`,
-        },
-        audit,
-      });
+      fail(res, x, err);
     }
+    if (pending === undefined) return finish(rt, req, x);
+    return pending.then(
+      () => finish(rt, req, x),
+      (err: unknown) => {
+        fail(res, x, err);
+        finish(rt, req, x);
+      },
+    );
   };
 }
 
+/** Serves the request; returns undefined when it was answered synchronously. */
+function handle(
+  rt: Runtime,
+  routes: Readonly<Record<string, Operation>>,
+  req: Request,
+  res: Response,
+  x: Exchange,
+): Promise<void> | undefined {
+  const operation = Object.hasOwn(routes, req.path) ? routes[req.path] : undefined;
+  if (operation === undefined)
+    throw new BrokerError('not_found', `No such endpoint; POST to ${Object.keys(routes).join(', ')}.`);
+  x.audit['operation'] = operation;
+  if (req.method !== 'POST') throw new BrokerError('method_not_allowed', 'Use POST.');
+  if (!isJson(req.headers['content-type'])) {
+    throw new BrokerError(
+      'unsupported_media_type',
+      'Send the body as JSON, with Content-Type: application/json.',
+    );
+  }
+  if ((req.rawBody?.length ?? 0) > MAX_BODY_BYTES) {
+    throw new BrokerError('request_too_large', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
+  }
+  const caller = rt.verifier.cached(req.headers.authorization);
+  if (caller === undefined || operation === 'purge' || rateLimitFor(rt.config.policy, caller.email)) {
+    return handleAsync(rt, operation, req, res, x, caller);
+  }
+  x.audit['caller'] = caller.email;
+  const request = PARSERS[operation](req.body);
+  describe(x.audit, request);
+  const served = rt.broker.cached(caller.email, request, x.audit);
+  if (served === undefined) return mintAndSend(rt, caller, request, res, x);
+  send(rt, request, served, res, x);
+  return undefined;
+}
+
+/** The rest: verifying a new caller token, rate limits, purges and everything the cache in memory cannot answer. */
+async function handleAsync(
+  rt: Runtime,
+  operation: Operation,
+  req: Request,
+  res: Response,
+  x: Exchange,
+  known: Caller | undefined,
+): Promise<void> {
+  const caller = known ?? (await rt.verifier.verify(req.headers.authorization));
+  x.audit['caller'] = caller.email;
+  const limit = rateLimitFor(rt.config.policy, caller.email);
+  if (limit) {
+    const decision = await rt.rateLimiter.check(caller.email, limit);
+    if (!decision.success) {
+      throw new BrokerError(
+        'rate_limited',
+        'This caller is over its request limit; retry after the given delay.',
+        { retryAfterSeconds: decision.retryAfterSeconds },
+      );
+    }
+  }
+  if (operation === 'purge') {
+    const request = parsePurgeRequest(req.body);
+    Object.assign(x.audit, request);
+    const result = await rt.broker.purge(caller.email, request, x.audit);
+    x.message = 'cache purged';
+    x.status = 200;
+    x.size = sendJson(res, 200, { purged: result.accounts, dropped_local_entries: result.dropped });
+    return;
+  }
+  const request = PARSERS[operation](req.body);
+  describe(x.audit, request);
+  await mintAndSend(rt, caller, request, res, x);
+}
+
+async function mintAndSend(
+  rt: Runtime,
+  caller: Caller,
+  request: MintRequest,
+  res: Response,
+  x: Exchange,
+): Promise<void> {
+  send(rt, request, await rt.broker.mint(caller.email, request, x.audit), res, x);
+}
+
+function send(rt: Runtime, request: MintRequest, served: Served, res: Response, x: Exchange): void {
+  x.audit['tokenFingerprint'] = fingerprintOf(served.token);
+  x.message = `${request.kind} served`;
+  x.status = 200;
+  res.setHeader('Cache-Status', CACHE_STATUS[served.cache]);
+  x.size = sendJson(res, 200, responseBody(request, served, rt.now()));
+}
+
+// A token is served many times from the cache: hash it once. The cached string is the same object each
+// time, so the lookup reuses its hash too.
+const fingerprints = new Lru<string, string>(1024);
+
+function fingerprintOf(token: string): string {
+  let fp = fingerprints.get(token);
+  if (fp === undefined) {
+    fp = fingerprint(token);
+    fingerprints.set(token, fp);
+  }
+  return fp;
+}
+
+/** Answers with the contract's error body, and notes it for the log line. */
+function fail(res: Response, x: Exchange, err: unknown): void {
+  const sent = sendError(res, err);
+  x.status = sent.status;
+  x.size = sent.size;
+  x.audit['error'] = sent.body.error;
+  if (sent.body.upstream_error !== undefined) x.audit['upstreamError'] = sent.body.upstream_error;
+  x.message = x.status === 403 ? 'request denied' : 'request failed';
+  if (!(err instanceof BrokerError)) x.audit['internal'] = describeUnexpected(err);
+  else if (err.cause !== undefined) x.audit['cause'] = describeUnexpected(err.cause);
+}
+
+/** The one structured log line of the request, with its audit. */
+function finish(rt: Runtime, req: Request, x: Exchange): void {
+  const latencyMs = Math.round((performance.now() - x.started) * 100) / 100;
+  x.audit['latencyMs'] = latencyMs;
+  rt.log.log(severityOf(x.status), x.message, {
+    requestId: x.requestId,
+    ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId),
+    httpRequest: {
+      requestMethod: req.method,
+      requestUrl: req.originalUrl ?? req.url,
+      status: x.status,
+      requestSize: String(req.rawBody?.length ?? 0),
+      responseSize: String(x.size),
+      userAgent: header(req, 'user-agent'),
+      // The socket's peer, which is what express's req.ip is without `trust proxy`, minus its cost.
+      remoteIp: req.socket.remoteAddress,
+      latency: `${(latencyMs / 1000).toFixed(4)}s`,
+      protocol: `HTTP/${req.httpVersion}`,
+    },
+    audit: x.audit,
+  });
+}
+
 function isJson(contentType: string | undefined): boolean {
+  if (contentType === 'application/json') return true; // what nearly every caller sends
   if (contentType === undefined) return false;
   const [type, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
   if (type !== 'application/json') return false;

@@ -12,11 +12,12 @@ export function baseHeaders(res: ServerResponse, requestId: string): void {
 /** Writes a JSON body with its status; never HTML. */
 export function sendJson(res: ServerResponse, status: number, body: unknown): number {
   const text = JSON.stringify(body);
+  const length = Buffer.byteLength(text);
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.setHeader('Content-Length', length);
   res.end(text);
-  return Buffer.byteLength(text);
+  return length;
 }
 
 /** Writes the contract's error body for any thrown value, with `Retry-After` and `WWW-Authenticate` where they apply. */

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,8 +50,15 @@ export async function startBrokerProcess(options: {
   startTimeoutMs?: number;
   /** The built module to load (default: the broker's). */
   source?: string;
+  /**
+   * Append the process's stdout and stderr to this file instead of piping
+   * them here (then `lines` stays empty). The bench uses it so that the load
+   * generator's process does not also parse every log line.
+   */
+  logFile?: string;
 }): Promise<BrokerProcess> {
   const port = options.port ?? (await freePort());
+  const logFile = options.logFile === undefined ? undefined : openSync(options.logFile, 'a');
   const main = join(dirname(require.resolve('@google-cloud/functions-framework')), 'main.js');
   const child = spawn(
     options.nodePath ?? process.execPath,
@@ -63,9 +71,10 @@ export async function startBrokerProcess(options: {
     {
       cwd: ROOT,
       env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: logFile === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFile, logFile],
     },
   );
+  if (logFile !== undefined) closeSync(logFile);
   const lines: string[] = [];
   const collect = (chunk: Buffer) => {
     const fresh = chunk

@@ -58,7 +58,11 @@ export interface Stack {
   callerToken(email: string, overrides?: { audience?: string }): Promise<string>;
   /** Rotates an account's key as an operator would: a new key in its secret, then the old one deleted at Google. */
   rotateKey(email: string): void;
-  startBroker(target?: string, env?: Record<string, string | undefined>): Promise<BrokerProcess>;
+  startBroker(
+    target?: string,
+    env?: Record<string, string | undefined>,
+    options?: { logFile?: string },
+  ): Promise<BrokerProcess>;
   close(): Promise<void>;
 }
 
@@ -142,8 +146,8 @@ export async function startStack(
       if (!account) throw new Error(`unknown account ${email}`);
       storeKey(account);
     },
-    async startBroker(target = 'broker', extra = {}) {
-      const b = await startBrokerProcess({ target, env: { ...env, ...extra } });
+    async startBroker(target = 'broker', extra = {}, options = {}) {
+      const b = await startBrokerProcess({ target, env: { ...env, ...extra }, ...options });
       brokers.push(b);
       return b;
     },

@@ -56,7 +56,13 @@ export const ACCESS_DENIED =
 
 /** The broker's operations: authorise, then serve from cache or mint once. */
 export interface Broker {
-  /** Serves a token for `req`. Throws `access_denied`, `upstream_rejected` or `upstream_unavailable`. */
+  /**
+   * The synchronous fast path: authorises `req` and serves it from this
+   * instance's memory (L1) when it can, without a promise or any I/O;
+   * undefined when it cannot (then call `mint`). Throws `access_denied`.
+   */
+  cached(caller: string, req: MintRequest, audit?: Audit): Served | undefined;
+  /** Serves a token for `req`, from any cache or by minting once. Throws `access_denied`, `upstream_rejected` or `upstream_unavailable`. */
   mint(caller: string, req: MintRequest, audit?: Audit): Promise<Served>;
   /** Drops cached tokens; admins only. Throws `access_denied`. */
   purge(
@@ -136,35 +142,48 @@ export function createBroker(deps: BrokerDeps): Broker {
     return fresh;
   }
 
-  return {
-    async mint(caller, req, audit = {}) {
-      const decision = authorize(deps.policy, {
-        caller,
-        operation: req.kind,
-        ...('serviceAccount' in req.target
-          ? { serviceAccount: req.target.serviceAccount }
-          : { tenant: req.target.tenant }),
-        scopes: req.scopes,
-        ...(req.kind === 'token' && req.subject !== undefined ? { subject: req.subject } : {}),
-        ...(req.kind !== 'token' && req.audience !== undefined ? { audience: req.audience } : {}),
-      });
-      if (!decision.allowed) throw deny(audit, decision.reason);
-      const account = decision.account;
-      audit.decision = 'allow';
-      audit.account = account.email;
+  /** Authorises `req` for `caller` (deny by default) and names what it is cached under. Throws `access_denied`. */
+  function admit(caller: string, req: MintRequest, audit: Audit) {
+    const decision = authorize(deps.policy, {
+      caller,
+      operation: req.kind,
+      ...('serviceAccount' in req.target
+        ? { serviceAccount: req.target.serviceAccount }
+        : { tenant: req.target.tenant }),
+      scopes: req.scopes,
+      ...(req.kind === 'token' && req.subject !== undefined ? { subject: req.subject } : {}),
+      ...(req.kind !== 'token' && req.audience !== undefined ? { audience: req.audience } : {}),
+    });
+    if (!decision.allowed) throw deny(audit, decision.reason);
+    const account = decision.account;
+    audit.decision = 'allow';
+    audit.account = account.email;
+    const parts: CacheKeyParts = {
+      kind: req.kind,
+      account: account.email,
+      scopes: req.scopes,
+      subject: req.kind === 'token' ? req.subject : undefined,
+      audience: req.kind === 'token' ? undefined : req.audience,
+    };
+    return { account, parts, mint: () => mintFresh(account, req, parts) };
+  }
 
-      const parts: CacheKeyParts = {
-        kind: req.kind,
-        account: account.email,
-        scopes: req.scopes,
-        subject: req.kind === 'token' ? req.subject : undefined,
-        audience: req.kind === 'token' ? undefined : req.audience,
-      };
-      const { token, outcome } = await deps.store.serve(parts, req.minLifetimeSeconds, () =>
-        mintFresh(account, req, parts),
-      );
-      audit.cache = outcome;
-      return { token: token.token, expiresAt: token.expiresAt, scope: token.scope, cache: outcome };
+  function served(token: CachedToken, outcome: CacheOutcome, audit: Audit): Served {
+    audit.cache = outcome;
+    return { token: token.token, expiresAt: token.expiresAt, scope: token.scope, cache: outcome };
+  }
+
+  return {
+    cached(caller, req, audit = {}) {
+      const { parts, mint } = admit(caller, req, audit);
+      const hit = deps.store.peek(parts, req.minLifetimeSeconds, mint);
+      return hit && served(hit.token, hit.outcome, audit);
+    },
+
+    async mint(caller, req, audit = {}) {
+      const { parts, mint } = admit(caller, req, audit);
+      const { token, outcome } = await deps.store.serve(parts, req.minLifetimeSeconds, mint);
+      return served(token, outcome, audit);
     },
 
     async purge(caller, req, audit = {}) {

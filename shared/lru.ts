@@ -1,7 +1,19 @@
-/** A bounded map that forgets its least recently used entry when full. */
+interface Slot<V> {
+  value: V;
+  /** Set by a read or a rewrite; the eviction sweep clears it once before it evicts. */
+  used: boolean;
+}
+
+/**
+ * A bounded map that forgets a least recently used entry when full. It is
+ * the CLOCK (second chance) approximation of LRU: a read only sets a flag,
+ * where a strict LRU would reorder the map, which costs a delete and an
+ * insert on every cache hit. When full, the oldest entry not read since the
+ * last sweep goes.
+ */
 export class Lru<K, V> {
   readonly #max: number;
-  readonly #map = new Map<K, V>();
+  readonly #map = new Map<K, Slot<V>>();
 
   constructor(maxEntries: number) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1)
@@ -13,24 +25,24 @@ export class Lru<K, V> {
     return this.#map.size;
   }
 
-  /** Returns the value and marks it most recently used. */
+  /** Returns the value and marks it recently used. */
   get(key: K): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
+    const slot = this.#map.get(key);
+    if (slot === undefined) return undefined;
+    slot.used = true;
+    return slot.value;
   }
 
-  /** Stores a value, evicting the least recently used entry when full. */
+  /** Stores a value, evicting a least recently used entry when full. */
   set(key: K, value: V): void {
-    this.#map.delete(key);
-    this.#map.set(key, value);
-    if (this.#map.size > this.#max) {
-      const oldest = this.#map.keys().next();
-      if (!oldest.done) this.#map.delete(oldest.value);
+    const slot = this.#map.get(key);
+    if (slot !== undefined) {
+      slot.value = value;
+      slot.used = true;
+      return;
     }
+    if (this.#map.size >= this.#max) this.#evict(); // before the insert, so the new entry stays
+    this.#map.set(key, { value, used: false });
   }
 
   delete(key: K): boolean {
@@ -44,12 +56,22 @@ export class Lru<K, V> {
   /** Deletes every entry whose key and value match `predicate`; returns how many. */
   deleteWhere(predicate: (key: K, value: V) => boolean): number {
     let n = 0;
-    for (const [k, v] of this.#map) {
-      if (predicate(k, v)) {
+    for (const [k, slot] of this.#map) {
+      if (predicate(k, slot.value)) {
         this.#map.delete(k);
         n++;
       }
     }
     return n;
+  }
+
+  /** Sweeps from the oldest entry: a used one gets a second chance at the back, the first unused one goes. */
+  #evict(): void {
+    for (const [k, slot] of this.#map) {
+      this.#map.delete(k);
+      if (!slot.used) return;
+      slot.used = false;
+      this.#map.set(k, slot); // visited again by this loop, and unused then
+    }
   }
 }

@@ -12,12 +12,15 @@ export interface MemoryCacheOptions {
   now?: () => number;
 }
 
-/** A bounded in-process token cache (L1). Entries leave when they really expire, or when evicted. */
+/**
+ * A bounded in-process token cache (L1). Entries leave when they really
+ * expire, or when evicted. Synchronous: a hit costs no promise.
+ */
 export function createMemoryCache(options: MemoryCacheOptions = {}): TokenCache {
   const lru = new Lru<string, Entry>(options.maxEntries ?? 10_000);
   const now = options.now ?? Date.now;
   return {
-    async get(key) {
+    get(key) {
       const id = cacheKeyString(key);
       const entry = lru.get(id);
       if (entry === undefined) return undefined;
@@ -27,10 +30,10 @@ export function createMemoryCache(options: MemoryCacheOptions = {}): TokenCache 
       }
       return entry.value;
     },
-    async set(key, value) {
+    set(key, value) {
       lru.set(cacheKeyString(key), { account: key.account, value });
     },
-    async purge(selector: PurgeSelector) {
+    purge(selector: PurgeSelector) {
       if ('all' in selector) {
         const n = lru.size;
         lru.clear();

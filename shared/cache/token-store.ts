@@ -81,6 +81,8 @@ export class TokenStore {
     mint: () => Promise<CachedToken>,
   ): Promise<Stored> {
     const o = this.#o;
+    const hit = this.peek(parts, minLifetimeSeconds, mint);
+    if (hit) return hit;
     const seen = await this.#fromL1(parts);
     if (seen && isServable(seen.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
       this.#maybeRefreshAhead(parts, seen, mint);
@@ -103,7 +105,7 @@ export class TokenStore {
       return result;
     } catch (err) {
       // Stale-if-error (CONTRACT.md): Google is unreachable, and the token we hold still has real life left.
-      const held = seen ?? (await o.l1.get(parts));
+      const held = seen ?? o.l1.get(parts);
       if (
         held &&
         err instanceof BrokerError &&
@@ -118,7 +120,7 @@ export class TokenStore {
 
   /** Drops matching tokens here and makes them unreachable in L2 for every instance. Throws `upstream_unavailable` when L2 could not be purged. */
   async purge(selector: PurgeSelector): Promise<number> {
-    const dropped = await this.#o.l1.purge(selector);
+    const dropped = this.#o.l1.purge(selector);
     if (this.#o.l2 && !(await this.#o.l2.purge(selector))) {
       throw new BrokerError(
         'upstream_unavailable',
@@ -131,17 +133,43 @@ export class TokenStore {
     return dropped;
   }
 
+  /**
+   * The synchronous hit path: the L1 entry for `parts` when it is servable
+   * and its generations were checked against L2 within `generationCheckMs`;
+   * undefined otherwise (then `serve` decides). No promise and no I/O: this
+   * is what most requests cost. `mint` is for a refresh-ahead re-mint.
+   */
+  peek(
+    parts: CacheKeyParts,
+    minLifetimeSeconds: number,
+    mint: () => Promise<CachedToken>,
+  ): Stored | undefined {
+    const o = this.#o;
+    const entry = o.l1.get(parts) as L1Entry | undefined;
+    const now = o.now();
+    if (entry === undefined || this.#generationCheckDue(entry, now)) return undefined;
+    if (!isServable(entry.expiresAt, now, o.refreshSkewSeconds, minLifetimeSeconds)) return undefined;
+    this.#maybeRefreshAhead(parts, entry, mint);
+    return { token: entry, outcome: 'hit' };
+  }
+
+  /** Whether an L1 entry must be re-checked against L2's generations before it is served. */
+  #generationCheckDue(entry: L1Entry, now: number): boolean {
+    if (!this.#o.l2 || entry.gens === undefined) return false;
+    return entry.checkedAt === undefined || now - entry.checkedAt >= this.#o.generationCheckMs;
+  }
+
   /** L1, re-checking the entry's generations against L2 at most every `generationCheckMs`, so a purge reaches every instance. */
   async #fromL1(parts: CacheKeyParts): Promise<L1Entry | undefined> {
-    const entry = (await this.#o.l1.get(parts)) as L1Entry | undefined;
-    if (!entry || !this.#o.l2 || entry.gens === undefined) return entry;
+    const entry = this.#o.l1.get(parts) as L1Entry | undefined;
     const now = this.#o.now();
-    if (entry.checkedAt !== undefined && now - entry.checkedAt < this.#o.generationCheckMs) return entry;
-    const gens = await this.#o.l2.generations(parts.account);
+    const l2 = this.#o.l2;
+    if (entry === undefined || l2 === undefined || !this.#generationCheckDue(entry, now)) return entry;
+    const gens = await l2.generations(parts.account);
     if (gens === undefined) return entry; // L2 down: L1 keeps serving
-    if (gens.all !== entry.gens.all || gens.account !== entry.gens.account) return undefined;
+    if (gens.all !== entry.gens?.all || gens.account !== entry.gens.account) return undefined;
     const checked: L1Entry = { ...entry, checkedAt: now };
-    await this.#o.l1.set(parts, checked);
+    this.#o.l1.set(parts, checked);
     return checked;
   }
 
@@ -157,7 +185,7 @@ export class TokenStore {
     if (o.l2) {
       const found = await o.l2.lookup(parts);
       if (found?.token) {
-        await o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+        o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
         if (isServable(found.token.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
           return { token: found.token, outcome: 'hit' };
         }
@@ -199,9 +227,9 @@ export class TokenStore {
       const token = await mint();
       if (l2 && gens) {
         await l2.store(parts, gens, token);
-        await o.l1.set(parts, l1Entry(token, gens, o.now()));
+        o.l1.set(parts, l1Entry(token, gens, o.now()));
       } else {
-        await o.l1.set(parts, token);
+        o.l1.set(parts, token);
       }
       return { token, outcome: 'miss' };
     };
@@ -214,7 +242,7 @@ export class TokenStore {
         // Another instance may have finished its mint between our lookup and our lock.
         const found = await l2.lookup(parts);
         if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
-          await o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+          o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
           return { token: found.token, outcome: 'hit' };
         }
         return await mintAndStore(found?.gens);
@@ -229,7 +257,7 @@ export class TokenStore {
       const found = await l2.lookup(parts);
       if (found === undefined && l2.state === 'open') break; // L2 is down: stop waiting for it
       if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
-        await o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+        o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
         return { token: found.token, outcome: 'hit' };
       }
     }

@@ -24,14 +24,18 @@ export type CacheOutcome = 'hit' | 'miss' | 'stale';
 /** Which cached tokens a purge drops. */
 export type PurgeSelector = { readonly all: true } | { readonly accounts: readonly string[] };
 
-/** A token cache; the broker holds one, which may be tiered. */
+/**
+ * The in-process token cache (L1). Synchronous on purpose: it sits on the
+ * path of every cache hit, where each promise costs (the functions framework
+ * runs handlers in a domain, which hooks every promise).
+ */
 export interface TokenCache {
   /** Returns the entry for `key`, whatever life it has left; the caller judges whether it can serve it. */
-  get(key: CacheKeyParts): Promise<CachedToken | undefined>;
+  get(key: CacheKeyParts): CachedToken | undefined;
   /** Stores a token until it really expires. */
-  set(key: CacheKeyParts, value: CachedToken): Promise<void>;
+  set(key: CacheKeyParts, value: CachedToken): void;
   /** Makes every matching token unreachable; returns how many local entries were dropped. */
-  purge(selector: PurgeSelector): Promise<number>;
+  purge(selector: PurgeSelector): number;
 }
 
 /** One string for the parts; the order of fields is fixed, so equal parts give equal strings. */

@@ -32,9 +32,9 @@ describe('lifetime', () => {
 });
 
 describe('memory cache', () => {
-  it('keeps entries apart by every part of the key', async () => {
+  it('keeps entries apart by every part of the key', () => {
     const cache = createMemoryCache();
-    await cache.set(key(), { token: 't0', expiresAt: Date.now() + 60_000 });
+    cache.set(key(), { token: 't0', expiresAt: Date.now() + 60_000 });
     for (const other of [
       key({ kind: 'jwt' }),
       key({ account: 'b@p.iam.gserviceaccount.com' }),
@@ -42,30 +42,30 @@ describe('memory cache', () => {
       key({ subject: 'alice@acme.com' }),
       key({ audience: 'https://x.example/' }),
     ]) {
-      expect(await cache.get(other)).toBeUndefined();
+      expect(cache.get(other)).toBeUndefined();
     }
-    expect((await cache.get(key()))?.token).toBe('t0');
+    expect(cache.get(key())?.token).toBe('t0');
   });
 
-  it('drops entries that really expired, and is bounded', async () => {
+  it('drops entries that really expired, and is bounded', () => {
     let now = 0;
     const cache = createMemoryCache({ maxEntries: 2, now: () => now });
-    await cache.set(key({ scopes: ['a'] }), { token: 'a', expiresAt: 1000 });
-    await cache.set(key({ scopes: ['b'] }), { token: 'b', expiresAt: 5000 });
-    await cache.set(key({ scopes: ['c'] }), { token: 'c', expiresAt: 5000 });
-    expect(await cache.get(key({ scopes: ['a'] }))).toBeUndefined(); // evicted
+    cache.set(key({ scopes: ['a'] }), { token: 'a', expiresAt: 1000 });
+    cache.set(key({ scopes: ['b'] }), { token: 'b', expiresAt: 5000 });
+    cache.set(key({ scopes: ['c'] }), { token: 'c', expiresAt: 5000 });
+    expect(cache.get(key({ scopes: ['a'] }))).toBeUndefined(); // evicted
     now = 5000;
-    expect(await cache.get(key({ scopes: ['b'] }))).toBeUndefined(); // expired
+    expect(cache.get(key({ scopes: ['b'] }))).toBeUndefined(); // expired
   });
 
-  it('purges by account or all', async () => {
+  it('purges by account or all', () => {
     const cache = createMemoryCache();
     const later = Date.now() + 60_000;
-    await cache.set(key(), { token: '1', expiresAt: later });
-    await cache.set(key({ account: 'b@p.iam.gserviceaccount.com' }), { token: '2', expiresAt: later });
-    expect(await cache.purge({ accounts: ['a@p.iam.gserviceaccount.com'] })).toBe(1);
-    expect(await cache.get(key())).toBeUndefined();
-    expect(await cache.purge({ all: true })).toBe(1);
+    cache.set(key(), { token: '1', expiresAt: later });
+    cache.set(key({ account: 'b@p.iam.gserviceaccount.com' }), { token: '2', expiresAt: later });
+    expect(cache.purge({ accounts: ['a@p.iam.gserviceaccount.com'] })).toBe(1);
+    expect(cache.get(key())).toBeUndefined();
+    expect(cache.purge({ all: true })).toBe(1);
   });
 });
 
@@ -77,6 +77,27 @@ describe('Lru and SingleFlight', () => {
     lru.get('a');
     lru.set('c', 3);
     expect([lru.get('a'), lru.get('b'), lru.get('c')]).toEqual([1, undefined, 3]);
+  });
+
+  it('keeps a new entry even when every older one was read, keeps hot entries, and stays bounded', () => {
+    const lru = new Lru<string, number>(2);
+    lru.set('a', 1);
+    lru.set('b', 2);
+    lru.get('a');
+    lru.get('b');
+    lru.set('c', 3);
+    expect(lru.get('c')).toBe(3);
+    expect(lru.size).toBe(2);
+
+    const big = new Lru<number, number>(100);
+    for (let i = 0; i < 10_000; i++) {
+      big.get(0); // one hot key, read between every insert
+      big.set(i === 0 ? 0 : i, i);
+      expect(big.size).toBeLessThanOrEqual(100);
+    }
+    expect(big.get(0)).toBe(0);
+    expect(big.get(9_999)).toBe(9_999);
+    expect(big.deleteWhere((k) => k > 9_990)).toBe(9);
   });
 
   it('runs concurrent work for one key once and shares errors too', async () => {

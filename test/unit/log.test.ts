@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createLogger, fingerprint, redact, traceFields } from '../../shared/log.js';
 
@@ -38,6 +39,32 @@ describe('structured logs', () => {
     expect(line).not.toContain('ya29.');
     expect(line).not.toContain('abc.def');
     expect(redact('plain text stays')).toBe('plain text stays');
+  });
+
+  it('redacts every line the full patterns would, though it scans clean lines only once', () => {
+    const secretish = fc.constantFrom(
+      '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----',
+      '-----BEGIN RSA PRIVATE KEY-----\nMIIB',
+      'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln',
+      'eyJabcd.efgh',
+      'ya29.a0AfB_secret',
+      'Bearer abc.def',
+      'bearer\tXYZ',
+      'BEARER q',
+      '"quoted"\\',
+      '',
+    );
+    const text = fc.array(fc.oneof(fc.string(), secretish), { maxLength: 6 }).map((parts) => parts.join(''));
+    fc.assert(
+      fc.property(text, text, (message, field) => {
+        let line = '';
+        createLogger({ write: (l) => (line = l) }).log('INFO', message, { nested: { field } });
+        const parsed = JSON.parse(line) as { message: string; nested: { field: string } };
+        expect(parsed.message).toBe(redact(message));
+        expect(parsed.nested.field).toBe(redact(field));
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('fingerprints tokens and parses trace headers', () => {
