@@ -41,4 +41,5 @@ if (serving === JOB_TARGET) {
     throw err;
   }
   for (const target of TARGETS) functions.http(target, createHandler(runtime, target));
+  runtime.warm();
 }

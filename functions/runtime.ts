@@ -26,6 +26,8 @@ export interface Runtime {
   readonly rateLimiter: RateLimiter;
   readonly log: Logger;
   readonly now: () => number;
+  /** Opens what the first request will need (the JWKS, the connection to Upstash), in the background. */
+  warm(): void;
 }
 
 /** Builds the real runtime from the environment. Throws ConfigError listing every problem. */
@@ -46,13 +48,14 @@ export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
           : { emulatorHost: config.secretManagerEmulatorHost },
       ),
   });
+  const l2 = sharedCache(config, log, now);
   const broker = createBroker({
     policy: config.policy,
     keys: createKeyStore({ secrets, ttlMs: config.keyTtlSeconds * 1000, now }),
     tokenEndpoint: createTokenEndpoint({ tokenUrl: config.tokenUrl }),
     store: new TokenStore({
       l1: createMemoryCache({ maxEntries: config.l1MaxEntries, now }),
-      l2: sharedCache(config, log, now),
+      l2,
       refreshSkewSeconds: config.refreshSkewSeconds,
       refreshAheadSeconds: config.refreshAheadSeconds,
       now,
@@ -92,7 +95,11 @@ export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
           },
         })
       : memoryLimiter;
-  return { config, broker, verifier, rateLimiter, log, now };
+  const warm = () => {
+    void verifier.warm();
+    void l2?.warm();
+  };
+  return { config, broker, verifier, rateLimiter, log, now, warm };
 }
 
 /** The shared cache (L2) when Upstash is configured; its failures become rate-limited warnings, never request errors. */

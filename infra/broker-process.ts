@@ -12,6 +12,13 @@ export const ROOT = fileURLToPath(
   new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url),
 );
 
+/**
+ * What we deploy: the functions bundled into one module by `infra/bundle.ts`
+ * (`npm run build` makes it). Broker processes in the tests and the bench
+ * load it, so they test what runs in Cloud Functions.
+ */
+export const BUNDLE = `${ROOT}dist/bundle/index.js`;
+
 /** A broker started as `functions-framework --target=<target>`, the way Cloud Functions runs it. */
 export interface BrokerProcess {
   readonly url: string;
@@ -38,7 +45,7 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts `dist/functions/index.js` under the real functions framework on a
+ * Starts the bundled functions (`BUNDLE`) under the real functions framework on a
  * random loopback port and waits until it answers. Rejects with the broker's
  * output when it exits first (e.g. on a configuration error).
  */
@@ -62,12 +69,7 @@ export async function startBrokerProcess(options: {
   const main = join(dirname(require.resolve('@google-cloud/functions-framework')), 'main.js');
   const child = spawn(
     options.nodePath ?? process.execPath,
-    [
-      main,
-      `--target=${options.target}`,
-      `--port=${port}`,
-      `--source=${options.source ?? `${ROOT}dist/functions/index.js`}`,
-    ],
+    [main, `--target=${options.target}`, `--port=${port}`, `--source=${options.source ?? BUNDLE}`],
     {
       cwd: ROOT,
       env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', ...options.env },

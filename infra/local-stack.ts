@@ -73,6 +73,8 @@ export async function startStack(
     accessTokenLifetimeSeconds?: number;
     /** How far Google's clock is ahead of ours (negative: behind), to test clock skew. */
     googleClockOffsetSeconds?: number;
+    /** See GoogleStandInOptions.extraAudiences. */
+    extraAudiences?: readonly string[];
   } = {},
 ): Promise<Stack> {
   const offsetMs = (options.googleClockOffsetSeconds ?? 0) * 1000;
@@ -82,6 +84,7 @@ export async function startStack(
       : { accessTokenLifetimeSeconds: options.accessTokenLifetimeSeconds }),
     ...(offsetMs === 0 ? {} : { now: () => Date.now() + offsetMs }),
     onSecret: captureSecret,
+    ...(options.extraAudiences ? { extraAudiences: options.extraAudiences } : {}),
   });
   const secretManager = await startSecretManagerStandIn();
   const dir = mkdtempSync(join(tmpdir(), 'broker-test-'));

@@ -75,6 +75,7 @@ export function importTimes(modules: string[], runs = 3): Array<{ module: string
             BROKER_POLICY:
               '{"serviceAccounts":[{"email":"a@p.iam.gserviceaccount.com","key":"file:k"}],"grants":[]}',
             BROKER_AUDIENCE: 'x',
+            BROKER_JWKS_URL: 'http://127.0.0.1:9/certs',
           },
         },
       );

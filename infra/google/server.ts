@@ -31,6 +31,12 @@ export interface GoogleStandInOptions {
   issuer?: string;
   /** Called with every token it issues (for leak scans). */
   onSecret?: (secret: string) => void;
+  /**
+   * Assertion audiences accepted besides this server's own token URL: the
+   * bench adds Google's real one for clients (google-auth-library) that
+   * always sign for it and are pointed here by a rewritten URL.
+   */
+  extraAudiences?: readonly string[];
 }
 
 /** The running stand-in. */
@@ -199,7 +205,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     if (!verified || verified.state === 'deleted') throw badSignature;
     if (verified.state === 'disabled')
       throw new OAuthError('disabled_client', 'The OAuth client was disabled.');
-    if (claims['aud'] !== tokenUrl)
+    if (claims['aud'] !== tokenUrl && !(options.extraAudiences ?? []).includes(String(claims['aud'])))
       throw new OAuthError('invalid_grant', 'Invalid JWT: Failed audience check.');
     const iat = claims['iat'];
     const exp = claims['exp'];

@@ -21,6 +21,8 @@ export interface CallerVerifier {
   cached(authorization: string | undefined): Caller | undefined;
   /** Throws BrokerError `invalid_token` (401), or `upstream_unavailable` when no JWKS could ever be fetched. */
   verify(authorization: string | undefined): Promise<Caller>;
+  /** Fetches the JWKS ahead of the first request; a failure is left for the first request to retry. */
+  warm(): Promise<void>;
 }
 
 export interface CallerVerifierOptions {
@@ -30,7 +32,6 @@ export interface CallerVerifierOptions {
   clockToleranceSeconds: number;
   /** Trust tokens whose signature Cloud Run's IAM replaced with `SIGNATURE_REMOVED_BY_GOOGLE`. Off by default. */
   allowSignatureRemovedByGoogle: boolean;
-  fetch?: typeof fetch;
   fetchTimeoutMs?: number;
   /** Milliseconds since the epoch. */
   now?: () => number;
@@ -48,7 +49,6 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
   const now = options.now ?? Date.now;
   const keys = createJwksCache({
     url: options.jwksUrl,
-    ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(options.fetchTimeoutMs ? { timeoutMs: options.fetchTimeoutMs } : {}),
     now,
   });
@@ -87,6 +87,8 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
   }
 
   return {
+    warm: () => keys.refresh().catch(() => {}),
+
     cached(authorization) {
       // Keyed by the whole header as verify() stored it: no parsing before the lookup.
       const known = authorization === undefined ? undefined : verified.get(authorization);

@@ -1,9 +1,10 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { BrokerError } from '../errors.js';
+import { type HttpClient, sharedHttpClient } from './http.js';
 
 export interface JwksCacheOptions {
   url: string;
-  fetch?: typeof fetch;
+  http?: HttpClient;
   timeoutMs?: number;
   /** Keys older than this are refreshed in the background; the old ones keep verifying meanwhile. */
   maxAgeMs?: number;
@@ -31,13 +32,12 @@ export function createJwksCache(options: JwksCacheOptions): JWTVerifyGetKey & { 
     inflight ??= (async () => {
       attemptedAt = now();
       try {
-        const res = await (options.fetch ?? fetch)(options.url, {
-          headers: { Accept: 'application/json' },
-          signal: AbortSignal.timeout(options.timeoutMs ?? 3000),
-          redirect: 'error',
+        const res = await (options.http ?? sharedHttpClient).request(options.url, {
+          headers: { accept: 'application/json' },
+          timeoutMs: options.timeoutMs ?? 3000,
         });
         if (res.status !== 200) throw new Error(`JWKS endpoint answered ${res.status}`);
-        const json = (await res.json()) as JSONWebKeySet;
+        const json = JSON.parse(res.body) as JSONWebKeySet;
         if (typeof json !== 'object' || json === null || !Array.isArray(json.keys))
           throw new Error('JWKS is not a key set');
         set = createLocalJWKSet(json);

@@ -1,8 +1,9 @@
-import { Ratelimit } from '@upstash/ratelimit';
+import type { Ratelimit } from '@upstash/ratelimit';
 import { Redis } from '@upstash/redis';
 import { type CacheKeys, deriveCacheKeys, entryName } from '../cache/sealing.js';
 import { CircuitBreaker } from '../circuit-breaker.js';
 import type { Limit, RateDecision, RateLimiter } from '../rate-limit.js';
+import { upstashRequester } from './upstash.js';
 
 export interface UpstashRateLimiterOptions {
   url: string;
@@ -22,19 +23,21 @@ export interface UpstashRateLimiterOptions {
  * Upstash for a while.
  */
 export function createUpstashRateLimiter(options: UpstashRateLimiterOptions): RateLimiter {
-  const redis = new Redis({
-    url: options.url,
-    token: options.token,
-    retry: { retries: 0 },
-    enableAutoPipelining: true,
-  });
+  const redis = new Redis(upstashRequester({ url: options.url, token: options.token }));
   const keys: CacheKeys = deriveCacheKeys(options.cacheKey);
   const limiters = new Map<string, Ratelimit>();
   const breaker = new CircuitBreaker();
-  const limiterFor = (limit: Limit): Ratelimit => {
+  // Imported on the first check: most policies set no limit, and the module is a fifth of the broker's code.
+  let module: Promise<typeof import('@upstash/ratelimit')> | undefined;
+  const limiterFor = async (limit: Limit): Promise<Ratelimit> => {
     const id = `${limit.requests}/${limit.windowSeconds}`;
     let l = limiters.get(id);
     if (!l) {
+      module ??= import('@upstash/ratelimit');
+      const loaded = await module;
+      // A CommonJS package: Node's import() shows its named exports, a bundle's only `default`.
+      const Ratelimit =
+        loaded.Ratelimit ?? (loaded as unknown as { default: typeof loaded }).default.Ratelimit;
       l = new Ratelimit({
         redis,
         limiter: Ratelimit.slidingWindow(limit.requests, `${limit.windowSeconds} s`),
@@ -51,7 +54,7 @@ export function createUpstashRateLimiter(options: UpstashRateLimiterOptions): Ra
     async check(caller: string, limit: Limit): Promise<RateDecision> {
       if (!breaker.allow()) return options.fallback.check(caller, limit);
       try {
-        const r = await limiterFor(limit).limit(entryName(keys, '', `caller\n${caller}`));
+        const r = await (await limiterFor(limit)).limit(entryName(keys, '', `caller\n${caller}`));
         if (r.reason === 'timeout') {
           breaker.failure();
           return options.fallback.check(caller, limit);

@@ -1,23 +1,73 @@
-import { Redis } from '@upstash/redis';
+import { errors, Redis, type Requester, type UpstashRequest, type UpstashResponse } from '@upstash/redis';
 import type { RedisSeam } from '../cache/shared-cache.js';
+import { type HttpClient, sharedHttpClient } from './http.js';
 
-/**
- * The real Upstash Redis client, as the shared cache's seam. Values stay
- * strings (no automatic JSON), the client's own retries are off (the cache
- * has its own timeout and circuit breaker, and a slow cache must not slow a
- * request), and concurrent commands are pipelined into one HTTP request.
- */
-export function createUpstashRedis(options: {
+export interface UpstashOptions {
   url: string;
   token: string;
-}): RedisSeam & { readonly client: Redis } {
-  const client = new Redis({
-    url: options.url,
-    token: options.token,
-    automaticDeserialization: false,
-    retry: { retries: 0 },
-    enableAutoPipelining: true,
-  });
+  /** Deadline of one HTTP exchange with Upstash; the cache's own, shorter timeout answers the request first. */
+  timeoutMs?: number;
+  http?: HttpClient;
+}
+
+/**
+ * The `Requester` that `@upstash/redis` sends its commands through: the
+ * Upstash REST protocol (`POST` a command array to the base URL, or a list
+ * of them to `/pipeline`, with a Bearer token) over kept-alive `node:http`
+ * connections instead of `fetch`. Responses are plain JSON (no
+ * `Upstash-Encoding: base64`): the broker stores ASCII only. Carries the
+ * read-your-writes sync token like the stock client. An error never repeats
+ * the command, which for a `SET` holds a (sealed) value.
+ */
+export function upstashRequester(options: UpstashOptions): Requester {
+  const base = options.url.replace(/\/$/, '');
+  const http = options.http ?? sharedHttpClient;
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const requester: Requester = {
+    readYourWrites: true,
+    upstashSyncToken: '',
+    async request<TResult>(req: UpstashRequest): Promise<UpstashResponse<TResult>> {
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${options.token}`,
+        'content-type': 'application/json',
+        ...req.headers,
+      };
+      if (requester.readYourWrites && requester.upstashSyncToken)
+        headers['upstash-sync-token'] = requester.upstashSyncToken;
+      const res = await http.request([base, ...(req.path ?? [])].join('/'), {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(req.body),
+        timeoutMs,
+      });
+      const sync = res.headers['upstash-sync-token'];
+      if (typeof sync === 'string') requester.upstashSyncToken = sync;
+      let body: unknown;
+      try {
+        body = JSON.parse(res.body);
+      } catch {
+        throw new errors.UpstashError(`Upstash answered ${res.status} with a body that is not JSON`);
+      }
+      if (res.status < 200 || res.status >= 300) {
+        const error = (body as { error?: unknown }).error;
+        throw new errors.UpstashError(typeof error === 'string' ? error : `Upstash answered ${res.status}`);
+      }
+      return body as UpstashResponse<TResult>;
+    },
+  };
+  return requester;
+}
+
+/**
+ * The real Upstash Redis client (`@upstash/redis` over `upstashRequester`),
+ * as the shared cache's seam. The client's own retries do not apply: the
+ * cache has its own timeout and circuit breaker, and a slow cache must not
+ * slow a request. The client's automatic deserialisation stays on (it is
+ * not configurable with a custom requester): counters come back as numbers,
+ * which the cache reads with `String()`, and sealed values are not JSON.
+ */
+export function createUpstashRedis(options: UpstashOptions): RedisSeam & { readonly client: Redis } {
+  const client = new Redis(upstashRequester(options));
   return {
     client,
     mget: (...keys) => client.mget<unknown[]>(...keys),
@@ -29,9 +79,10 @@ export function createUpstashRedis(options: {
 }
 
 /**
- * A safe description of a shared-cache error. Known upstream quirk: an
- * `UpstashError` message repeats the command, and for a `SET` that includes
- * the (sealed) value, so only its name and a fixed class of cause are kept.
+ * A safe description of a shared-cache error. Known upstream quirk: the
+ * stock client's `UpstashError` message repeats the command, and for a `SET`
+ * that includes the (sealed) value, so only its name and a fixed class of
+ * cause are kept.
  */
 export function describeCacheError(error: unknown): string {
   if (!(error instanceof Error)) return 'unknown';

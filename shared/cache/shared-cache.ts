@@ -141,6 +141,16 @@ export class SharedTokenCache {
     return { token, gens };
   }
 
+  /**
+   * Opens the connection to Upstash ahead of the first request (a TLS
+   * handshake to a remote database costs tens of milliseconds), with one
+   * cheap read. A failure is reported like any other, so an unreachable
+   * cache shows in the logs at start.
+   */
+  async warm(): Promise<void> {
+    await this.#call('generations', () => this.#redis.mget(this.#genAll));
+  }
+
   /** Reads only the generations in force for an account. */
   async generations(account: string): Promise<Generations | undefined> {
     const values = await this.#call('generations', () =>

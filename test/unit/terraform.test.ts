@@ -66,11 +66,11 @@ describe('terraform (checked without a terraform binary)', () => {
       else entryPoints.add(ep);
     }
     expect(entryPoints).toContain(JOB_TARGET);
-    // Load the built package as Cloud Functions would, and ask the framework what it registered.
+    // Load the deployed bundle as Cloud Functions would, and ask the framework what it registered.
     const registered = (names: string[], env: NodeJS.ProcessEnv): string[] => {
       const probe = `
         const { getTestServer } = await import('@google-cloud/functions-framework/testing');
-        await import('${ROOT}dist/functions/index.js');
+        await import('${ROOT}dist/bundle/index.js');
         const ok = ${JSON.stringify(names)}.filter((n) => { try { getTestServer(n); return true; } catch { return false; } });
         console.log(JSON.stringify(ok));`;
       const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe], {
@@ -89,6 +89,8 @@ describe('terraform (checked without a terraform binary)', () => {
       registered(brokerTargets, {
         BROKER_POLICY: JSON.stringify(policy),
         BROKER_AUDIENCE: 'https://x.example',
+        // The broker fetches the JWKS at start: keep it on loopback (nothing listens there).
+        BROKER_JWKS_URL: 'http://127.0.0.1:9/certs',
       }),
     ).toEqual(brokerTargets);
     expect(registered([JOB_TARGET], { FUNCTION_TARGET: JOB_TARGET })).toEqual([JOB_TARGET]);
