@@ -1,9 +1,12 @@
 /**
  * `npm run package`: the deployable source for Cloud Functions in
- * .tmp/package (Terraform zips it): the built dist/, a lockfile pruned to the
- * runtime dependencies, and a
- * package.json with the runtime dependencies only and an empty `gcp-build`,
- * so Cloud Build installs but does not rebuild.
+ * .tmp/package (Terraform zips it): the bundle (`dist/bundle/`, see
+ * infra/bundle.ts) as `main`, a package.json with the runtime dependencies
+ * only and an empty `gcp-build`, so Cloud Build installs but does not
+ * rebuild, and a lockfile pruned to those dependencies. The bundle needs
+ * only the ones it leaves out (the functions framework, the Secret Manager
+ * client, gRPC, google-auth-library); the others stay listed so that the
+ * lockfile keeps pinning every version the bundle was built from.
  */
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +22,7 @@ const deployed = {
   version: pkg['version'],
   private: true,
   type: pkg['type'],
-  main: pkg['main'],
+  main: 'dist/bundle/index.js',
   engines: { node: '22' },
   dependencies: pkg['dependencies'],
   scripts: { 'gcp-build': '' },
@@ -31,6 +34,5 @@ execFileSync('npm', ['install', '--package-lock-only', '--ignore-scripts', '--no
   cwd: out,
   stdio: 'ignore',
 });
-for (const dir of ['functions', 'shared'])
-  cpSync(join(ROOT, 'dist', dir), join(out, 'dist', dir), { recursive: true });
-console.log(`packaged ${out} (dist/functions, dist/shared, package.json, package-lock.json)`);
+cpSync(join(ROOT, 'dist', 'bundle'), join(out, 'dist', 'bundle'), { recursive: true });
+console.log(`packaged ${out} (dist/bundle, package.json, package-lock.json)`);

@@ -1,13 +1,23 @@
 /**
- * JWT assertions signed per second, on both cores: one worker thread per
- * core runs one signer for a fixed time. Signers:
- *   raw     node:crypto RS256 with a KeyObject imported once (the limit)
- *   broker  the broker's path: jose CompactSign with a key imported once
- *   gal     google-auth-library's JWT signing path (JWTAccess → jws, PEM parsed per signature)
+ * JWT assertions signed per second, on all cores, by signer processes that
+ * start together and sign for a fixed time. Signers:
+ *   raw     node:crypto RS256 with a KeyObject imported once, synchronous:
+ *           one process per core (the limit)
+ *   broker  the broker's path: jose CompactSign with a key imported once, in
+ *           one process, as one broker instance runs. jose signs through
+ *           WebCrypto, which runs the RSA operation on libuv's thread pool,
+ *           so one JavaScript thread keeps `inFlight` signatures going and
+ *           uses every core, as the broker does when requests for different
+ *           tokens arrive together.
+ *   gal     google-auth-library's JWT signing path (JWTAccess → jws, PEM
+ *           parsed per signature): one process per core
  */
+
+import { execFile } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import { cpus } from 'node:os';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { JWTAccess } from 'google-auth-library';
 import { ASSERTION_HEADER, accessTokenAssertionClaims } from '../../shared/jwt/claims.js';
 import { importSigningKey, signJwt } from '../../shared/jwt/sign.js';
@@ -17,8 +27,17 @@ export type Signer = 'raw' | 'broker' | 'gal';
 
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
-async function runWorker(): Promise<void> {
-  const { signer, pem, ms } = workerData as { signer: Signer; pem: string; ms: number };
+interface Job {
+  signer: Signer;
+  pem: string;
+  ms: number;
+  inFlight: number;
+  /** Epoch milliseconds when every process starts signing. */
+  at: number;
+}
+
+async function runJob(job: Job): Promise<number> {
+  const { signer, pem, ms, inFlight } = job;
   const key: ServiceAccountKey = {
     type: 'service_account',
     projectId: 'bench',
@@ -36,47 +55,49 @@ async function runWorker(): Promise<void> {
       nowMs: Date.now(),
     });
   let n = 0;
+  const signingKey = signer === 'broker' ? await importSigningKey(pem) : undefined;
+  const keyObject = createPrivateKey(pem);
+  const access = new JWTAccess(key.clientEmail, pem);
+  await new Promise((r) => setTimeout(r, Math.max(0, job.at - Date.now())));
   const end = Date.now() + ms;
   if (signer === 'raw') {
-    const keyObject = createPrivateKey(pem);
     while (Date.now() < end) {
       const input = `${b64(ASSERTION_HEADER)}.${b64(claims())}`;
       sign('sha256', Buffer.from(input), keyObject).toString('base64url');
       n++;
     }
-  } else if (signer === 'broker') {
-    const signingKey = await importSigningKey(pem);
-    while (Date.now() < end) {
-      await signJwt(ASSERTION_HEADER, claims(), signingKey);
-      n++;
-    }
+  } else if (signingKey !== undefined) {
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (Date.now() < end) {
+          await signJwt(ASSERTION_HEADER, claims(), signingKey);
+          n++;
+        }
+      }),
+    );
   } else {
-    const access = new JWTAccess(key.clientEmail, pem);
     while (Date.now() < end) {
       // A new audience each time: JWTAccess caches per URL, and we measure its signing path.
       await access.getRequestHeaders(`https://svc${n}.googleapis.com/`);
       n++;
     }
   }
-  parentPort?.postMessage(n);
+  return n;
 }
 
-/** Signs per second with `threads` workers (default: one per core) for `ms`. */
+/** Signs per second with `processes` processes (default: one per core), each with `inFlight` signatures going, for `ms`. */
 export async function signRate(
   signer: Signer,
   pem: string,
   ms: number,
-  threads = cpus().length,
+  options: { processes?: number; inFlight?: number; env?: Record<string, string> } = {},
 ): Promise<number> {
+  const job: Job = { signer, pem, ms, inFlight: options.inFlight ?? 1, at: Date.now() + 1000 };
   const counts = await Promise.all(
-    Array.from(
-      { length: threads },
-      () =>
-        new Promise<number>((resolve, reject) => {
-          const w = new Worker(new URL(import.meta.url), { workerData: { signer, pem, ms } });
-          w.once('message', resolve);
-          w.once('error', reject);
-        }),
+    Array.from({ length: options.processes ?? cpus().length }, () =>
+      promisify(execFile)(process.execPath, [fileURLToPath(import.meta.url)], {
+        env: { ...process.env, ...options.env, BENCH_SIGN_JOB: JSON.stringify(job) },
+      }).then(({ stdout }) => Number(stdout.trim())),
     ),
   );
   return (counts.reduce((a, b) => a + b, 0) * 1000) / ms;
@@ -89,4 +110,5 @@ export function benchKey(): string {
     .toString();
 }
 
-if (!isMainThread) await runWorker();
+const job = process.env['BENCH_SIGN_JOB'];
+if (job !== undefined) console.log(await runJob(JSON.parse(job) as Job));

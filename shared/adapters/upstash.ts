@@ -59,15 +59,26 @@ export function upstashRequester(options: UpstashOptions): Requester {
 }
 
 /**
+ * `@upstash/redis` over our requester, with values left as Redis returns
+ * them: the stock client would try `JSON.parse` on every string (and throw
+ * and catch for each sealed value). The option exists only in the config
+ * form of the constructor, so it is set here, on the protected field.
+ */
+class RawUpstashRedis extends Redis {
+  constructor(requester: Requester) {
+    super(requester);
+    this.opts = { automaticDeserialization: false };
+  }
+}
+
+/**
  * The real Upstash Redis client (`@upstash/redis` over `upstashRequester`),
  * as the shared cache's seam. The client's own retries do not apply: the
  * cache has its own timeout and circuit breaker, and a slow cache must not
- * slow a request. The client's automatic deserialisation stays on (it is
- * not configurable with a custom requester): counters come back as numbers,
- * which the cache reads with `String()`, and sealed values are not JSON.
+ * slow a request.
  */
 export function createUpstashRedis(options: UpstashOptions): RedisSeam & { readonly client: Redis } {
-  const client = new Redis(upstashRequester(options));
+  const client = new RawUpstashRedis(upstashRequester(options));
   return {
     client,
     mget: (...keys) => client.mget<unknown[]>(...keys),
