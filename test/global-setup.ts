@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 /**
- * Builds `dist/` once, so that integration tests can start real broker
- * processes from it (type errors are reported by `npm run typecheck`; here
+ * Builds `dist/` and the deployed bundle once, so that integration tests can
+ * start real broker processes from it (type errors are reported by `npm run typecheck`; here
  * they only warn, since tsc still emits). Then, for the whole run, captures
  * every broker log line and every secret the stand-ins hand out, and after
  * the run fails it if any secret, token or key appears in any log line.
@@ -24,6 +24,13 @@ export default function setup(): () => void {
   );
   if (result.status !== 0)
     process.stderr.write(`global-setup: tsc reported problems:\n${result.stdout}${result.stderr}\n`);
+  // Then the bundle that is deployed, which every broker process in the tests loads.
+  const bundle = spawnSync(process.execPath, [`${root}dist/infra/bundle.js`], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  if (bundle.status !== 0)
+    throw new Error(`global-setup: the bundle failed:\n${bundle.stdout}${bundle.stderr}`);
   const dir = mkdtempSync(join(tmpdir(), 'broker-capture-'));
   process.env['BROKER_TEST_CAPTURE_DIR'] = dir;
   return () => {
