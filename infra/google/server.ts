@@ -46,7 +46,8 @@ export interface GoogleStandIn {
   readonly jwksUrl: string;
   readonly tokeninfoUrl: string;
   readonly issuer: string;
-  readonly stats: { tokenRequests: number; tokensIssued: number };
+  /** `tokenConnections`: distinct TCP connections that carried token requests (keep-alive reuses one). */
+  readonly stats: { tokenRequests: number; tokensIssued: number; readonly tokenConnections: number };
   registerServiceAccount(account: {
     email: string;
     clientId: string;
@@ -114,7 +115,15 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
   >();
   const faults: Fault[] = [];
   const hanging = new Set<ServerResponse>();
-  const stats = { tokenRequests: 0, tokensIssued: 0 };
+  const tokenSockets = new WeakSet<object>();
+  let tokenConnections = 0;
+  const stats = {
+    tokenRequests: 0,
+    tokensIssued: 0,
+    get tokenConnections() {
+      return tokenConnections;
+    },
+  };
   const signingKeys: Array<{
     kid: string;
     privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
@@ -311,6 +320,10 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     const body = await readBody(req);
     if (u.pathname === '/token' && req.method === 'POST') {
       stats.tokenRequests++;
+      if (!tokenSockets.has(req.socket)) {
+        tokenSockets.add(req.socket);
+        tokenConnections++;
+      }
       const fault = faults.shift();
       if (fault) {
         switch (fault.kind) {

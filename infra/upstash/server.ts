@@ -43,6 +43,8 @@ export interface UpstashStandInStats {
   readonly requests: number;
   /** Redis commands forwarded (each command of a pipeline or transaction counts). */
   readonly commands: number;
+  /** TCP connections accepted: with keep-alive clients, far fewer than requests. */
+  readonly connections: number;
 }
 
 /** A running stand-in. */
@@ -58,7 +60,7 @@ export interface UpstashStandIn {
   setDelay(ms: number): void;
   /** While true, every request is answered 503 without touching Redis. */
   setFailing(failing: boolean): void;
-  /** Sets both counters back to 0. */
+  /** Sets the counters back to 0. */
   resetStats(): void;
   /** Closes the HTTP server, its connections and the Redis connection. */
   close(): Promise<void>;
@@ -191,6 +193,10 @@ export async function startUpstashStandIn(opts: UpstashStandInOptions): Promise<
     });
   });
 
+  let connections = 0;
+  server.on('connection', () => {
+    connections++;
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, host, () => {
@@ -213,6 +219,9 @@ export async function startUpstashStandIn(opts: UpstashStandInOptions): Promise<
       get commands() {
         return forwarder.commands;
       },
+      get connections() {
+        return connections;
+      },
     },
     get redisReady() {
       return forwarder.ready;
@@ -225,6 +234,7 @@ export async function startUpstashStandIn(opts: UpstashStandInOptions): Promise<
     },
     resetStats() {
       requests = 0;
+      connections = 0;
       forwarder.commands = 0;
     },
     async close() {

@@ -72,6 +72,36 @@ describe.runIf(run)('shared Upstash cache across broker instances', () => {
     expect(mints() - before).toBe(1);
   });
 
+  it('keeps its connections to Upstash and to the token endpoint alive', async () => {
+    // L1 holds one entry and two tokens are asked in turn, so every answer is a round trip to Upstash.
+    const b = await stack.startBroker('broker', { ...cache.env, BROKER_L1_MAX_ENTRIES: '1' });
+    const platform = await stack.callerToken(PLATFORM);
+    const bodies = [
+      { tenant: 'blue', scopes: [DRIVE] },
+      { tenant: 'green', scopes: [DRIVE] },
+    ];
+    for (const body of bodies)
+      expect((await post(`${b.url}/token`, body, { token: platform })).status).toBe(200);
+    cache.upstash.resetStats();
+    for (let i = 0; i < 40; i++) {
+      const r = await post(`${b.url}/token`, bodies[i % 2]!, { token: platform });
+      expect(r.headers.get('cache-status')).toBe('broker; hit');
+    }
+    expect(cache.upstash.stats.requests).toBeGreaterThanOrEqual(40);
+    expect(cache.upstash.stats.connections).toBeLessThanOrEqual(1);
+    // Six mints one after another (a purge between them): one connection to Google's token endpoint.
+    const ops = await stack.callerToken(OPS);
+    const [connections, minted] = [stack.google.stats.tokenConnections, mints()];
+    for (let i = 0; i < 6; i++) {
+      expect((await post(`${b.url}/admin/purge`, { tenant: 'blue' }, { token: ops })).status).toBe(200);
+      const r = await post(`${b.url}/token`, bodies[0]!, { token: platform });
+      expect(r.headers.get('cache-status')).toBe('broker; fwd=miss');
+    }
+    expect(mints() - minted).toBe(6);
+    expect(stack.google.stats.tokenConnections - connections).toBeLessThanOrEqual(1);
+    await b.stop();
+  });
+
   it('keeps no token, email or scope in plain text in Redis', async () => {
     const served = await post(
       `${brokers[2]!.url}/token`,
