@@ -15,7 +15,7 @@ import {
   parseTokenRequest,
 } from '../shared/request.js';
 import { MAX_BODY_BYTES } from './json-final-handler.js';
-import { baseHeaders, sendError, sendJson } from './respond.js';
+import { sendError, sendJson } from './respond.js';
 import type { Runtime } from './runtime.js';
 
 /** What a path of a function does. */
@@ -74,7 +74,6 @@ export function createHandler(rt: Runtime, target: Target): HttpFunction {
       status: 500,
       size: 0,
     };
-    baseHeaders(res, x.requestId);
     let pending: Promise<void> | undefined;
     try {
       pending = handle(rt, routes, req, res, x);
@@ -155,7 +154,12 @@ async function handleAsync(
     const result = await rt.broker.purge(caller.email, request, x.audit);
     x.message = 'cache purged';
     x.status = 200;
-    x.size = sendJson(res, 200, { purged: result.accounts, dropped_local_entries: result.dropped });
+    x.size = sendJson(
+      res,
+      200,
+      { purged: result.accounts, dropped_local_entries: result.dropped },
+      x.requestId,
+    );
     return;
   }
   const request = PARSERS[operation](req.body);
@@ -177,8 +181,10 @@ function send(rt: Runtime, request: MintRequest, served: Served, res: Response, 
   x.audit['tokenFingerprint'] = fingerprintOf(served.token);
   x.message = `${request.kind} served`;
   x.status = 200;
-  res.setHeader('Cache-Status', CACHE_STATUS[served.cache]);
-  x.size = sendJson(res, 200, responseBody(request, served, rt.now()));
+  x.size = sendJson(res, 200, responseBody(request, served, rt.now()), x.requestId, [
+    'Cache-Status',
+    CACHE_STATUS[served.cache],
+  ]);
 }
 
 // A token is served many times from the cache: hash it once. The cached string is the same object each
@@ -196,7 +202,7 @@ function fingerprintOf(token: string): string {
 
 /** Answers with the contract's error body, and notes it for the log line. */
 function fail(res: Response, x: Exchange, err: unknown): void {
-  const sent = sendError(res, err);
+  const sent = sendError(res, err, x.requestId);
   x.status = sent.status;
   x.size = sent.size;
   x.audit['error'] = sent.body.error;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import { BrokerError } from '../shared/errors.js';
-import { baseHeaders, sendError } from './respond.js';
+import { sendError } from './respond.js';
 
 /** Largest request body the broker reads (CONTRACT.md: 413 over 64 KiB). */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -35,17 +35,14 @@ export function installJsonFinalHandler(): void {
         const length = Number(req.headers['content-length'] ?? 0);
         if (length > MAX_BODY_BYTES) {
           req.resume();
-          baseHeaders(res, randomUUID());
-          res.setHeader('Connection', 'close');
-          sendError(res, tooLarge());
+          sendError(res, tooLarge(), randomUUID(), ['Connection', 'close']);
           return;
         }
         // The framework answers these two paths itself, with an empty 404.
         const path = (req.url ?? '/').split('?')[0];
         if (path === '/favicon.ico' || path === '/robots.txt') {
           req.resume();
-          baseHeaders(res, randomUUID());
-          sendError(res, new BrokerError('not_found', 'No such endpoint.'));
+          sendError(res, new BrokerError('not_found', 'No such endpoint.'), randomUUID());
           return;
         }
         app(req, res, (err?: unknown) => finalHandler(err, req, res));
@@ -67,8 +64,7 @@ function finalHandler(err: unknown, req: IncomingMessage, res: ServerResponse): 
     return;
   }
   req.resume();
-  baseHeaders(res, randomUUID());
-  sendError(res, toBrokerError(err));
+  sendError(res, toBrokerError(err), randomUUID());
 }
 
 function toBrokerError(err: unknown): BrokerError {
