@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CircuitBreaker } from '../circuit-breaker.js';
+import { Lru } from '../lru.js';
 import { type CacheKeys, deriveCacheKeys, entryName, open, seal } from './sealing.js';
 import { type CachedToken, type CacheKeyParts, cacheKeyString, type PurgeSelector } from './types.js';
 
@@ -82,16 +83,29 @@ export class SharedTokenCache {
     return this.#breaker.state;
   }
 
+  // Entry names are HMACs of fixed inputs: computed once per token kind or account, not per request.
+  readonly #names = new Lru<string, string>(10_000);
+
+  #name(prefix: string, what: string): string {
+    const id = `${prefix}\n${what}`;
+    let name = this.#names.get(id);
+    if (name === undefined) {
+      name = entryName(this.#keys, `${this.#prefix}${prefix}`, what);
+      this.#names.set(id, name);
+    }
+    return name;
+  }
+
   #genAccount(account: string): string {
-    return entryName(this.#keys, `${this.#prefix}gen:`, `account\n${account}`);
+    return this.#name('gen:', `account\n${account}`);
   }
 
   #entry(parts: CacheKeyParts): string {
-    return entryName(this.#keys, `${this.#prefix}tok:`, cacheKeyString(parts));
+    return this.#name('tok:', cacheKeyString(parts));
   }
 
   #lock(parts: CacheKeyParts): string {
-    return entryName(this.#keys, `${this.#prefix}lock:`, cacheKeyString(parts));
+    return this.#name('lock:', cacheKeyString(parts));
   }
 
   async #call<T>(op: CacheFailure['op'], fn: () => Promise<T>): Promise<T | undefined> {
