@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { BrokerError } from '../shared/errors.js';
 import { sendError } from './respond.js';
 
@@ -11,6 +11,9 @@ type ExpressLike = RequestListener & { handle: unknown } & ((
     res: ServerResponse,
     next: (err?: unknown) => void,
   ) => void);
+
+// The CommonJS module the framework uses (see shared/adapters/http.ts for why not an ES import).
+const http = process.getBuiltinModule('node:http');
 
 let installed = false;
 
