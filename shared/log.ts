@@ -49,6 +49,7 @@ function redactValue(value: unknown, depth = 0): unknown {
 }
 
 let pending = '';
+let flushOnExit = false;
 
 function flushStdout(): void {
   if (pending === '') return;
@@ -72,7 +73,6 @@ function writeStdout(line: string): void {
   }
   pending += `${line}\n`;
 }
-let flushOnExit = false;
 
 /** Creates a logger that writes one JSON object per line, the format Cloud Logging's agents parse. */
 export function createLogger(options: LoggerOptions = {}): Logger {

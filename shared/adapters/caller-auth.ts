@@ -54,8 +54,9 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
   });
   const issuers = [...options.issuers];
   // A token verified once is not verified again until its claims are re-checked: the signature check
-  // (RSA) and the decode are the costliest part of a cache hit. Keyed by the whole token string.
+  // (RSA) and the decode are the costliest part of a cache hit. Keyed by the whole Authorization header.
   const verified = new Lru<string, { caller: Caller; exp: number }>(10_000);
+  const unexpired = (known: { exp: number }) => known.exp > now() / 1000 - options.clockToleranceSeconds;
 
   function checkClaims(payload: JWTPayload): Caller {
     const t = now() / 1000;
@@ -92,8 +93,7 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
     cached(authorization) {
       // Keyed by the whole header as verify() stored it: no parsing before the lookup.
       const known = authorization === undefined ? undefined : verified.get(authorization);
-      if (known === undefined || known.exp <= now() / 1000 - options.clockToleranceSeconds) return undefined;
-      return known.caller;
+      return known !== undefined && unexpired(known) ? known.caller : undefined;
     },
 
     async verify(authorization) {
@@ -104,7 +104,7 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
       if (token === undefined) throw invalid('the Authorization header is not `Bearer <JWT>`');
       const known = verified.get(authorization);
       if (known !== undefined) {
-        if (known.exp > now() / 1000 - options.clockToleranceSeconds) return known.caller;
+        if (unexpired(known)) return known.caller;
         verified.delete(authorization);
         throw invalid('the token has expired');
       }

@@ -81,8 +81,6 @@ export class TokenStore {
     mint: () => Promise<CachedToken>,
   ): Promise<Stored> {
     const o = this.#o;
-    const hit = this.peek(parts, minLifetimeSeconds, mint);
-    if (hit) return hit;
     const seen = await this.#fromL1(parts);
     if (seen && isServable(seen.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
       this.#maybeRefreshAhead(parts, seen, mint);
