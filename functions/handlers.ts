@@ -1,190 +1,131 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from '@google-cloud/functions-framework';
-import type { Caller } from '../shared/adapters/caller-auth.js';
-import type { Audit, Served } from '../shared/broker.js';
-import type { CacheOutcome } from '../shared/cache/types.js';
+import type { Served } from '../shared/broker.js';
 import { BrokerError } from '../shared/errors.js';
 import { fingerprint, type LogFields, type Severity, traceFields } from '../shared/log.js';
 import { Lru } from '../shared/lru.js';
-import { rateLimitFor } from '../shared/policy/evaluate.js';
-import {
-  type MintRequest,
-  parseIdTokenRequest,
-  parseJwtRequest,
-  parsePurgeRequest,
-  parseTokenRequest,
-} from '../shared/request.js';
+import type { MintRequest } from '../shared/request.js';
+import type { Action, Call, Result } from '../shared/service.js';
+import { parseTokenExchange, tokenExchangeError, tokenExchangeResponse } from '../shared/token-exchange.js';
 import { MAX_BODY_BYTES } from './json-final-handler.js';
 import { sendError, sendJson } from './respond.js';
 import type { Runtime } from './runtime.js';
 
-/** What a path of a function does. */
-export type Operation = 'token' | 'jwt' | 'idtoken' | 'purge';
+/** What a path of a function does: one of the service's actions, or token exchange (a `token` call by form). */
+export type Route = Action | 'sts';
 
 /** An HTTP function as the functions framework calls it. */
 export type HttpFunction = (req: Request, res: Response) => void | Promise<void>;
 
-/** The paths of each function target (CONTRACT.md, "Entry points"). */
+/** The paths of each function target (docs/contract.md, "Entry points"). */
 export const TARGET_ROUTES = {
   token: { '/': 'token' },
   jwt: { '/': 'jwt' },
   idtoken: { '/': 'idtoken' },
   admin: { '/purge': 'purge' },
-  broker: { '/token': 'token', '/jwt': 'jwt', '/idtoken': 'idtoken', '/admin/purge': 'purge' },
-} as const satisfies Record<string, Record<string, Operation>>;
+  sts: { '/': 'sts' },
+  broker: { '/token': 'token', '/jwt': 'jwt', '/idtoken': 'idtoken', '/sts': 'sts', '/admin/purge': 'purge' },
+} as const satisfies Record<string, Record<string, Route>>;
 
+/** A function target: one deployable function. */
 export type Target = keyof typeof TARGET_ROUTES;
 
 /** The example scheduled job's entry point (functions/examples/delegated-job.ts), registered from the same source. */
 export const JOB_TARGET = 'delegatedJob';
 
-const PARSERS = { token: parseTokenRequest, jwt: parseJwtRequest, idtoken: parseIdTokenRequest } as const;
-
-const CACHE_STATUS: Record<CacheOutcome, string> = {
+const CACHE_STATUS = {
   hit: 'broker; hit',
   miss: 'broker; fwd=miss',
   stale: 'broker; hit; detail=stale',
-};
+} as const;
 
-/** One request as it goes: what the log line will say about it. */
-interface Exchange {
-  readonly started: number;
-  readonly requestId: string;
-  readonly audit: Audit & LogFields;
-  message: string;
+/** What the request's one log line says beyond the service's audit record. */
+interface Answer {
   status: number;
   size: number;
+  message: string;
+  fields: LogFields;
 }
 
 /**
- * Builds the HTTP function of one target over a runtime. A request whose
- * caller token was verified before and whose token is in this instance's
- * memory is answered synchronously, without a promise or any I/O: that is
- * most requests, and the functions framework's domain makes every promise
- * cost. Anything else continues asynchronously.
+ * Builds the HTTP function of one target: HTTP only. It checks the method,
+ * media type and size, turns the request into one service call, and writes
+ * the answer and one log line. A call the service answers synchronously (a
+ * cache hit for a known caller) is answered without a promise.
  */
 export function createHandler(rt: Runtime, target: Target): HttpFunction {
-  const routes: Readonly<Record<string, Operation>> = TARGET_ROUTES[target];
+  const routes: Readonly<Record<string, Route>> = TARGET_ROUTES[target];
   return (req, res) => {
-    const x: Exchange = {
-      started: performance.now(),
-      requestId: randomUUID(),
-      audit: {},
-      message: 'request failed',
-      status: 500,
-      size: 0,
-    };
-    let pending: Promise<void> | undefined;
+    const started = performance.now();
+    const requestId = randomUUID();
+    const route = Object.hasOwn(routes, req.path) ? routes[req.path] : undefined;
+    let outcome: Result | Promise<Result>;
     try {
-      pending = handle(rt, routes, req, res, x);
+      outcome = rt.service.handle(toCall(route, routes, req));
     } catch (err) {
-      fail(res, x, err);
+      // Refused before the service: no route, method, media type, size or form.
+      const answer = fail(res, err, requestId, route === 'sts');
+      return finish(rt, req, requestId, started, answer, { operation: route });
     }
-    if (pending === undefined) return finish(rt, req, x);
-    return pending.then(
-      () => finish(rt, req, x),
-      (err: unknown) => {
-        fail(res, x, err);
-        finish(rt, req, x);
-      },
-    );
+    if (!(outcome instanceof Promise)) return respond(rt, req, res, requestId, started, route, outcome);
+    return outcome.then((result) => respond(rt, req, res, requestId, started, route, result));
   };
 }
 
-/** Serves the request; returns undefined when it was answered synchronously. */
-function handle(
-  rt: Runtime,
-  routes: Readonly<Record<string, Operation>>,
-  req: Request,
-  res: Response,
-  x: Exchange,
-): Promise<void> | undefined {
-  const operation = Object.hasOwn(routes, req.path) ? routes[req.path] : undefined;
-  if (operation === undefined)
+function toCall(route: Route | undefined, routes: Readonly<Record<string, Route>>, req: Request): Call {
+  if (route === undefined)
     throw new BrokerError('not_found', `No such endpoint; POST to ${Object.keys(routes).join(', ')}.`);
-  x.audit['operation'] = operation;
   if (req.method !== 'POST') throw new BrokerError('method_not_allowed', 'Use POST.');
+  if ((req.rawBody?.length ?? 0) > MAX_BODY_BYTES) {
+    throw new BrokerError('request_too_large', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
+  }
+  if (route === 'sts') return parseTokenExchange(req.headers['content-type'], req.rawBody);
   if (!isJson(req.headers['content-type'])) {
     throw new BrokerError(
       'unsupported_media_type',
       'Send the body as JSON, with Content-Type: application/json.',
     );
   }
-  if ((req.rawBody?.length ?? 0) > MAX_BODY_BYTES) {
-    throw new BrokerError('request_too_large', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
-  }
-  const caller = rt.verifier.cached(req.headers.authorization);
-  if (caller === undefined || operation === 'purge' || rateLimitFor(rt.config.policy, caller.email)) {
-    return handleAsync(rt, operation, req, res, x, caller);
-  }
-  x.audit['caller'] = caller.email;
-  const request = PARSERS[operation](req.body);
-  describe(x.audit, request);
-  const served = rt.broker.cached(caller.email, request, x.audit);
-  if (served === undefined) return mintAndSend(rt, caller, request, res, x);
-  send(rt, request, served, res, x);
-  return undefined;
+  return {
+    action: route,
+    credential: {
+      authorization: req.headers.authorization,
+      serverlessAuthorization: header(req, 'x-serverless-authorization'),
+    },
+    body: req.body,
+  };
 }
 
-/** The rest: verifying a new caller token, rate limits, purges and everything the cache in memory cannot answer. */
-async function handleAsync(
+function respond(
   rt: Runtime,
-  operation: Operation,
   req: Request,
   res: Response,
-  x: Exchange,
-  known: Caller | undefined,
-): Promise<void> {
-  const caller = known ?? (await rt.verifier.verify(req.headers.authorization));
-  x.audit['caller'] = caller.email;
-  const limit = rateLimitFor(rt.config.policy, caller.email);
-  if (limit) {
-    const decision = await rt.rateLimiter.check(caller.email, limit);
-    if (!decision.success) {
-      throw new BrokerError(
-        'rate_limited',
-        'This caller is over its request limit; retry after the given delay.',
-        { retryAfterSeconds: decision.retryAfterSeconds },
-      );
-    }
+  requestId: string,
+  started: number,
+  route: Route | undefined,
+  result: Result,
+): void {
+  let answer: Answer;
+  if (!result.ok) answer = fail(res, result.error, requestId, route === 'sts');
+  else if ('purged' in result) {
+    const { accounts, dropped } = result.purged;
+    const body = { purged: accounts, dropped_local_entries: dropped };
+    answer = { status: 200, size: sendJson(res, 200, body, requestId), message: 'cache purged', fields: {} };
+  } else {
+    const { request, served } = result;
+    const body =
+      route === 'sts'
+        ? tokenExchangeResponse(served, rt.now())
+        : responseBody(request.kind, served, rt.now());
+    const size = sendJson(res, 200, body, requestId, ['Cache-Status', CACHE_STATUS[served.cache]]);
+    answer = {
+      status: 200,
+      size,
+      message: `${request.kind} served`,
+      fields: { tokenFingerprint: fingerprintOf(served.token) },
+    };
   }
-  if (operation === 'purge') {
-    const request = parsePurgeRequest(req.body);
-    Object.assign(x.audit, request);
-    const result = await rt.broker.purge(caller.email, request, x.audit);
-    x.message = 'cache purged';
-    x.status = 200;
-    x.size = sendJson(
-      res,
-      200,
-      { purged: result.accounts, dropped_local_entries: result.dropped },
-      x.requestId,
-    );
-    return;
-  }
-  const request = PARSERS[operation](req.body);
-  describe(x.audit, request);
-  await mintAndSend(rt, caller, request, res, x);
-}
-
-async function mintAndSend(
-  rt: Runtime,
-  caller: Caller,
-  request: MintRequest,
-  res: Response,
-  x: Exchange,
-): Promise<void> {
-  send(rt, request, await rt.broker.mint(caller.email, request, x.audit), res, x);
-}
-
-function send(rt: Runtime, request: MintRequest, served: Served, res: Response, x: Exchange): void {
-  x.audit['tokenFingerprint'] = fingerprintOf(served.token);
-  x.message = `${request.kind} served`;
-  x.status = 200;
-  x.size = sendJson(res, 200, responseBody(request, served, rt.now()), x.requestId, [
-    'Cache-Status',
-    CACHE_STATUS[served.cache],
-  ]);
+  finish(rt, req, requestId, started, answer, result.audit);
 }
 
 // A token is served many times from the cache: hash it once. The cached string is the same object each
@@ -200,38 +141,48 @@ function fingerprintOf(token: string): string {
   return fp;
 }
 
-/** Answers with the contract's error body, and notes it for the log line. */
-function fail(res: Response, x: Exchange, err: unknown): void {
-  const sent = sendError(res, err, x.requestId);
-  x.status = sent.status;
-  x.size = sent.size;
-  x.audit['error'] = sent.body.error;
-  if (sent.body.upstream_error !== undefined) x.audit['upstreamError'] = sent.body.upstream_error;
-  x.message = x.status === 403 ? 'request denied' : 'request failed';
-  if (!(err instanceof BrokerError)) x.audit['internal'] = describeUnexpected(err);
-  else if (err.cause !== undefined) x.audit['cause'] = describeUnexpected(err.cause);
+/** Answers with the contract's error body (RFC 6749's for token exchange), and notes it for the log line. */
+function fail(res: Response, err: unknown, requestId: string, tokenExchange: boolean): Answer {
+  const sent = sendError(res, tokenExchange ? tokenExchangeError(err) : err, requestId);
+  const fields: LogFields = { error: sent.body.error };
+  if (sent.body.upstream_error !== undefined) fields['upstreamError'] = sent.body.upstream_error;
+  if (!(err instanceof BrokerError)) fields['internal'] = describeUnexpected(err);
+  else if (err.cause !== undefined) fields['cause'] = describeUnexpected(err.cause);
+  return {
+    status: sent.status,
+    size: sent.size,
+    message:
+      sent.status === 403 || sent.body.error === 'invalid_target' ? 'request denied' : 'request failed',
+    fields,
+  };
 }
 
 /** The one structured log line of the request, with its audit. */
-function finish(rt: Runtime, req: Request, x: Exchange): void {
-  const latencyMs = Math.round((performance.now() - x.started) * 100) / 100;
-  x.audit['latencyMs'] = latencyMs;
-  rt.log.log(severityOf(x.status), x.message, {
-    requestId: x.requestId,
+function finish(
+  rt: Runtime,
+  req: Request,
+  requestId: string,
+  started: number,
+  answer: Answer,
+  audit: object,
+): void {
+  const latencyMs = Math.round((performance.now() - started) * 100) / 100;
+  rt.log.log(severityOf(answer.status), answer.message, {
+    requestId,
     ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId),
     httpRequest: {
       requestMethod: req.method,
       requestUrl: req.originalUrl ?? req.url,
-      status: x.status,
+      status: answer.status,
       requestSize: String(req.rawBody?.length ?? 0),
-      responseSize: String(x.size),
+      responseSize: String(answer.size),
       userAgent: header(req, 'user-agent'),
       // The socket's peer, which is what express's req.ip is without `trust proxy`, minus its cost.
       remoteIp: req.socket.remoteAddress,
       latency: `${(latencyMs / 1000).toFixed(4)}s`,
       protocol: `HTTP/${req.httpVersion}`,
     },
-    audit: x.audit,
+    audit: { ...audit, ...answer.fields, latencyMs },
   });
 }
 
@@ -243,18 +194,10 @@ function isJson(contentType: string | undefined): boolean {
   return params.every((p) => !p.startsWith('charset=') || p === 'charset=utf-8');
 }
 
-function describe(audit: LogFields, request: MintRequest): void {
-  Object.assign(audit, request.target);
-  audit['scopes'] = request.scopes;
-  if (request.kind === 'token' && request.subject !== undefined) audit['subject'] = request.subject;
-  if (request.kind !== 'token' && request.audience !== undefined) audit['audience'] = request.audience;
-  if (request.minLifetimeSeconds > 0) audit['minLifetimeSeconds'] = request.minLifetimeSeconds;
-}
-
-function responseBody(request: MintRequest, served: Served, nowMs: number): Record<string, unknown> {
+function responseBody(kind: MintRequest['kind'], served: Served, nowMs: number): Record<string, unknown> {
   const expiresIn = Math.max(0, Math.floor((served.expiresAt - nowMs) / 1000));
   const expiresAt = Math.floor(served.expiresAt / 1000);
-  switch (request.kind) {
+  switch (kind) {
     case 'token':
       return {
         access_token: served.token,

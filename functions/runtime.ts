@@ -1,13 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { type CallerVerifier, createCallerVerifier } from '../shared/adapters/caller-auth.js';
+import { createCallerVerifier } from '../shared/adapters/caller-auth.js';
 import { createFileSecretSource } from '../shared/adapters/file-secrets.js';
+import { createIamCredentials } from '../shared/adapters/iam-credentials.js';
+import { createMetadataIdentity } from '../shared/adapters/metadata-identity.js';
 import { createSecretManagerSource } from '../shared/adapters/secret-manager.js';
 import { createSecretRouter } from '../shared/adapters/secret-source.js';
 import { createTokenEndpoint } from '../shared/adapters/token-endpoint.js';
 import { createUpstashRedis, describeCacheError } from '../shared/adapters/upstash.js';
 import { createUpstashRateLimiter } from '../shared/adapters/upstash-ratelimit.js';
-import { type Broker, createBroker } from '../shared/broker.js';
+import { createBroker } from '../shared/broker.js';
 import { createMemoryCache } from '../shared/cache/memory.js';
 import { SharedTokenCache } from '../shared/cache/shared-cache.js';
 import { TokenStore } from '../shared/cache/token-store.js';
@@ -15,15 +17,17 @@ import { type Config, type Env, loadConfig } from '../shared/config.js';
 import { BrokerError } from '../shared/errors.js';
 import { createKeyStore } from '../shared/key-store.js';
 import { createLogger, type Logger } from '../shared/log.js';
-import { createMemoryRateLimiter, type RateLimiter } from '../shared/rate-limit.js';
+import { createKeyedMinter } from '../shared/minting/keyed.js';
+import { createKeylessMinter } from '../shared/minting/keyless.js';
+import { createMemoryRateLimiter } from '../shared/rate-limit.js';
+import { createService, type Service } from '../shared/service.js';
 import { Throttle } from '../shared/throttle.js';
 
 /** Everything a request handler needs, built once per process. */
 export interface Runtime {
   readonly config: Config;
-  readonly broker: Broker;
-  readonly verifier: CallerVerifier;
-  readonly rateLimiter: RateLimiter;
+  /** Verify → rate limit → authorise → serve, for every front door. */
+  readonly service: Service;
   readonly log: Logger;
   readonly now: () => number;
   /** Opens what the first request will need (the JWKS, the connection to Upstash), in the background. */
@@ -49,10 +53,28 @@ export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
       ),
   });
   const l2 = sharedCache(config, log, now);
+  const tokenEndpoint = createTokenEndpoint({ tokenUrl: config.tokenUrl });
+  const identity = createMetadataIdentity({
+    host: config.metadataHost,
+    refreshSkewSeconds: config.refreshSkewSeconds,
+    now,
+  });
   const broker = createBroker({
     policy: config.policy,
-    keys: createKeyStore({ secrets, ttlMs: config.keyTtlSeconds * 1000, now }),
-    tokenEndpoint: createTokenEndpoint({ tokenUrl: config.tokenUrl }),
+    minters: {
+      keyed: createKeyedMinter({
+        keys: createKeyStore({ secrets, ttlMs: config.keyTtlSeconds * 1000, now }),
+        tokenEndpoint,
+        tokenUrl: config.tokenUrl,
+        now,
+      }),
+      keyless: createKeylessMinter({
+        iam: createIamCredentials({ baseUrl: config.iamCredentialsUrl, identity, now }),
+        tokenEndpoint,
+        tokenUrl: config.tokenUrl,
+        now,
+      }),
+    },
     store: new TokenStore({
       l1: createMemoryCache({ maxEntries: config.l1MaxEntries, now }),
       l2,
@@ -64,9 +86,6 @@ export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
           error: errorCode(err),
         }),
     }),
-    tokenUrl: config.tokenUrl,
-    refreshSkewSeconds: config.refreshSkewSeconds,
-    now,
   });
   const verifier = createCallerVerifier({
     jwksUrl: config.jwksUrl,
@@ -99,7 +118,8 @@ export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
     void verifier.warm();
     void l2?.warm();
   };
-  return { config, broker, verifier, rateLimiter, log, now, warm };
+  const service = createService({ policy: config.policy, verifier, rateLimiter, broker });
+  return { config, service, log, now, warm };
 }
 
 /** The shared cache (L2) when Upstash is configured; its failures become rate-limited warnings, never request errors. */

@@ -2,7 +2,7 @@ import { ConfigError } from './errors.js';
 import { compilePolicy } from './policy/load.js';
 import type { CompiledPolicy } from './policy/types.js';
 
-/** The broker's configuration, checked once at start (CONTRACT.md, "Configuration"). */
+/** The broker's configuration, checked once at start (docs/configuration.md). */
 export interface Config {
   readonly policy: CompiledPolicy;
   /** Directory that `file:` keys are relative to: the policy file's, or the working directory. */
@@ -26,6 +26,10 @@ export interface Config {
   readonly refreshAheadSeconds: number;
   /** Budget of one shared-cache call. */
   readonly cacheTimeoutMs: number;
+  /** `host:port` of the metadata server that gives the broker its own identity (keyless accounts). */
+  readonly metadataHost: string;
+  /** Base URL of Google's IAM Service Account Credentials API (keyless accounts). */
+  readonly iamCredentialsUrl: string;
 }
 
 /** The environment as a plain map (tests pass their own). */
@@ -48,8 +52,13 @@ const DEFAULTS = {
   l1MaxEntries: 10_000,
   refreshAheadSeconds: 300,
   cacheTimeoutMs: 250,
+  metadataHost: 'metadata.google.internal',
+  iamCredentialsUrl: 'https://iamcredentials.googleapis.com',
 } as const;
 
+const HOST_AND_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
+// The metadata server's port is optional (Google's listens on 80).
+const HOST_PORT = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-fA-F:]+\](?::\d{1,5})?$/;
 const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
 
 /**
@@ -169,9 +178,15 @@ export function loadConfig(env: Env, io: LoadConfigIo): Config {
   }
 
   const emulator = str('SECRET_MANAGER_EMULATOR_HOST');
-  if (emulator !== undefined && !/^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(emulator)) {
+  if (emulator !== undefined && !HOST_AND_PORT.test(emulator)) {
     problems.push('SECRET_MANAGER_EMULATOR_HOST must be host:port');
   }
+
+  const metadataHost = str('GCE_METADATA_HOST') ?? DEFAULTS.metadataHost;
+  if (!HOST_PORT.test(metadataHost)) {
+    problems.push('GCE_METADATA_HOST must be a host name, optionally with :port (e.g. 127.0.0.1:8080)');
+  }
+  const iamCredentialsUrl = url('BROKER_IAM_CREDENTIALS_URL', DEFAULTS.iamCredentialsUrl);
 
   const config: Config = {
     policy: policy as CompiledPolicy,
@@ -191,12 +206,14 @@ export function loadConfig(env: Env, io: LoadConfigIo): Config {
     l1MaxEntries: int('BROKER_L1_MAX_ENTRIES', DEFAULTS.l1MaxEntries, 1, 1_000_000),
     refreshAheadSeconds: int('BROKER_REFRESH_AHEAD_SECONDS', DEFAULTS.refreshAheadSeconds, 0, 3000),
     cacheTimeoutMs: int('BROKER_CACHE_TIMEOUT_MS', DEFAULTS.cacheTimeoutMs, 10, 10_000),
+    metadataHost,
+    iamCredentialsUrl,
   };
   if (problems.length > 0) throw new ConfigError('broker configuration', problems);
   return config;
 }
 
-/** `https:` anywhere, `http:` only on loopback (CONTRACT.md). Returns the problem, or undefined. */
+/** `https:` anywhere, `http:` only on loopback (docs/configuration.md). Returns the problem, or undefined. */
 export function checkUrl(value: string): string | undefined {
   if (!URL.canParse(value)) return `${JSON.stringify(value)} is not a URL`;
   const u = new URL(value);

@@ -6,7 +6,7 @@
  * non-enumerable property so that it never reaches JSON or a log by accident.
  */
 
-/** The contract's public error codes (CONTRACT.md, "Responses"). */
+/** The contract's public error codes (docs/contract.md, "Errors"; the last three are token exchange's, RFC 6749 §5.2 and RFC 8693 §2.2.2). */
 export type ErrorCode =
   | 'invalid_request'
   | 'invalid_token'
@@ -18,7 +18,10 @@ export type ErrorCode =
   | 'rate_limited'
   | 'upstream_rejected'
   | 'upstream_unavailable'
-  | 'internal_error';
+  | 'internal_error'
+  | 'unsupported_grant_type'
+  | 'invalid_grant'
+  | 'invalid_target';
 
 /** HTTP status for each code. */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
@@ -33,6 +36,9 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   upstream_rejected: 502,
   upstream_unavailable: 503,
   internal_error: 500,
+  unsupported_grant_type: 400,
+  invalid_grant: 400,
+  invalid_target: 400,
 };
 
 export interface BrokerErrorOptions {

@@ -49,7 +49,7 @@ async function runJob(job: Job): Promise<number> {
   };
   const claims = () =>
     accessTokenAssertionClaims({
-      key,
+      issuer: key.clientEmail,
       scopes: ['https://www.googleapis.com/auth/cloud-platform'],
       tokenUrl: 'https://oauth2.googleapis.com/token',
       nowMs: Date.now(),

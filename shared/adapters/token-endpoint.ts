@@ -1,6 +1,8 @@
 import { BrokerError } from '../errors.js';
-import { backoffDelay, isRetryableStatus, parseRetryAfter } from '../retry.js';
+import { parseJsonObject, unverifiedExpiry } from '../json-object.js';
+import { isRetryableStatus, parseRetryAfter } from '../retry.js';
 import { describeUpstreamError } from '../upstream-errors.js';
+import { isExhausted, type RetryBudget, safeCause, withRetries } from './retrying.js';
 
 /** What the token endpoint returns, once every field was checked. */
 export interface TokenResult {
@@ -19,26 +21,17 @@ export interface TokenEndpoint {
   exchange(assertion: string, kind: TokenKind): Promise<TokenResult>;
 }
 
-export interface TokenEndpointOptions {
+/** The endpoint and how hard to try it (by default 4 attempts of at most 5 s, 10 s in all). */
+export interface TokenEndpointOptions extends RetryBudget {
   tokenUrl: string;
   fetch?: typeof fetch;
-  /** Budget of one attempt. */
-  attemptTimeoutMs?: number;
-  /** Budget of one exchange, retries included (ISSUE: ≤ 10 s per request). */
-  deadlineMs?: number;
-  maxAttempts?: number;
-  baseDelayMs?: number;
-  maxDelayMs?: number;
-  sleep?: (ms: number) => Promise<void>;
-  random?: () => number;
-  now?: () => number;
 }
 
 const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /**
- * Sends the jwt-bearer grant (PROTOCOL.md, "The exchange"): a form-encoded
+ * Sends the jwt-bearer grant (docs/protocol.md, "The exchange"): a form-encoded
  * POST of `grant_type` and `assertion`. Only sends; see `processTokenResponse`.
  */
 export function tokenRequest(
@@ -67,17 +60,7 @@ export async function processTokenResponse(
   kind: TokenKind,
   nowMs: number,
 ): Promise<TokenResult> {
-  const text = await response.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  const obj =
-    typeof body === 'object' && body !== null && !Array.isArray(body)
-      ? (body as Record<string, unknown>)
-      : undefined;
+  const obj = parseJsonObject(await response.text());
   if (response.status !== 200) {
     const error =
       typeof obj?.['error'] === 'string' && /^[\w.-]{1,64}$/.test(obj['error'])
@@ -124,18 +107,8 @@ export async function processTokenResponse(
     return { token, expiresIn };
   }
   // Google's ID-token answers carry no expires_in: read `exp` (unverified; it came from the endpoint over TLS).
-  let exp: unknown;
-  try {
-    exp = (
-      JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<
-        string,
-        unknown
-      >
-    )['exp'];
-  } catch {
-    exp = undefined;
-  }
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw malformed('an `id_token` without `exp`');
+  const exp = unverifiedExpiry(token);
+  if (exp === undefined) throw malformed('an `id_token` without `exp`');
   const left = Math.floor(exp - nowMs / 1000);
   if (left <= 0) throw malformed('an `id_token` that already expired');
   return { token, expiresIn: Math.min(left, 86_400) };
@@ -148,58 +121,40 @@ export async function processTokenResponse(
  * Uses the global fetch, whose agent keeps connections alive.
  */
 export function createTokenEndpoint(options: TokenEndpointOptions): TokenEndpoint {
-  const attemptTimeoutMs = options.attemptTimeoutMs ?? 5000;
-  const deadlineMs = options.deadlineMs ?? 10_000;
-  const maxAttempts = options.maxAttempts ?? 4;
-  const backoff = {
-    baseMs: options.baseDelayMs ?? 200,
-    capMs: options.maxDelayMs ?? 2000,
-    random: options.random ?? Math.random,
-  };
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const now = options.now ?? Date.now;
-
   return {
     async exchange(assertion, kind) {
-      const deadline = now() + deadlineMs;
-      let retryAfterMs: number | undefined;
-      let cause: unknown;
-      for (let attempt = 0; attempt < maxAttempts; attempt++) {
-        const remaining = deadline - now();
-        if (remaining <= 0) break;
-        retryAfterMs = undefined;
+      const result = await withRetries<TokenResult>(options, async (timeoutMs) => {
         try {
-          const signal = AbortSignal.timeout(Math.min(attemptTimeoutMs, remaining));
           const response = await tokenRequest(options.tokenUrl, assertion, {
             ...(options.fetch ? { fetch: options.fetch } : {}),
-            signal,
+            signal: AbortSignal.timeout(timeoutMs),
           });
-          if (!isRetryableStatus(response.status)) return await processTokenResponse(response, kind, now());
-          retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), now());
-          cause = new Error(`HTTP ${response.status}`);
+          if (!isRetryableStatus(response.status))
+            return { done: await processTokenResponse(response, kind, now()) };
           await response.body?.cancel().catch(() => {});
+          return {
+            retry: true,
+            cause: new Error(`HTTP ${response.status}`),
+            retryAfterMs: parseRetryAfter(response.headers.get('retry-after'), now()),
+          };
         } catch (err) {
           if (err instanceof BrokerError) throw err;
           // A network error, a reset connection or a timed-out attempt: retryable.
-          cause = safeCause(err);
+          return { retry: true, cause: safeCause(err) };
         }
-        if (attempt + 1 >= maxAttempts) break;
-        const delay = Math.max(backoffDelay(attempt, backoff), retryAfterMs ?? 0);
-        if (now() + delay >= deadline) break;
-        await sleep(delay);
-      }
+      });
+      if (!isExhausted(result)) return result;
       throw new BrokerError(
         'upstream_unavailable',
         "Google's token endpoint is unreachable or failing (network error, timeout, 429 or 5xx after retries). Retry after the given delay.",
-        { retryAfterSeconds: Math.max(1, Math.ceil((retryAfterMs ?? 5000) / 1000)), cause },
+        { retryAfterSeconds: retryAfterSeconds(result.retryAfterMs), cause: result.cause },
       );
     },
   };
 }
 
-/** Name and code of a network error, without anything it may quote. */
-function safeCause(err: unknown): Error {
-  if (!(err instanceof Error)) return new Error('network error');
-  const code = (err as { cause?: { code?: unknown } }).cause?.code ?? (err as { code?: unknown }).code;
-  return new Error(`${err.name}${typeof code === 'string' ? ` ${code}` : ''}`);
+/** The `Retry-After` a 503 sends: the upstream's, or 5 s. */
+export function retryAfterSeconds(upstreamMs: number | undefined): number {
+  return Math.max(1, Math.ceil((upstreamMs ?? 5000) / 1000));
 }

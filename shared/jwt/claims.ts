@@ -1,6 +1,6 @@
 import type { ServiceAccountKey } from '../service-account-key.js';
 
-/** Longest life Google accepts for an assertion (PROTOCOL.md: `exp` at most 1 hour after `iat`). */
+/** Longest life Google accepts for an assertion (docs/protocol.md: `exp` at most 1 hour after `iat`). */
 export const MAX_ASSERTION_LIFETIME_SECONDS = 3600;
 
 /** A JOSE header as the broker writes it; key order is the serialisation order. */
@@ -22,12 +22,13 @@ export function epochSeconds(nowMs: number): number {
 }
 
 /**
- * Claims of the jwt-bearer assertion (PROTOCOL.md, "The assertion"): `iss`,
+ * Claims of the jwt-bearer assertion (docs/protocol.md, "The assertion"): `iss`,
  * `scope` separated by spaces, `aud` = the token URL, `iat`, `exp` = `iat` +
  * 3600, and `sub` only for domain-wide delegation.
  */
 export function accessTokenAssertionClaims(input: {
-  key: ServiceAccountKey;
+  /** The service account's email. */
+  issuer: string;
   scopes: readonly string[];
   subject?: string | undefined;
   tokenUrl: string;
@@ -35,7 +36,7 @@ export function accessTokenAssertionClaims(input: {
 }): JwtClaims {
   const iat = epochSeconds(input.nowMs);
   const claims: Record<string, string | number> = {
-    iss: input.key.clientEmail,
+    iss: input.issuer,
     scope: input.scopes.join(' '),
     aud: input.tokenUrl,
     iat,
@@ -50,14 +51,14 @@ export function accessTokenAssertionClaims(input: {
  * `target_audience` in place of `scope`; Google answers with an `id_token`.
  */
 export function idTokenAssertionClaims(input: {
-  key: ServiceAccountKey;
+  issuer: string;
   audience: string;
   tokenUrl: string;
   nowMs: number;
 }): JwtClaims {
   const iat = epochSeconds(input.nowMs);
   return {
-    iss: input.key.clientEmail,
+    iss: input.issuer,
     aud: input.tokenUrl,
     target_audience: input.audience,
     iat,
@@ -65,23 +66,24 @@ export function idTokenAssertionClaims(input: {
   };
 }
 
-/** Header of a self-signed JWT (PROTOCOL.md addendum): the seed's header plus `kid` = `private_key_id`. */
+/** Header of a self-signed JWT (docs/protocol.md, the addendum): the seed's header plus `kid` = `private_key_id`. */
 export function selfSignedHeader(key: ServiceAccountKey): JwtHeader {
   return { alg: 'RS256', typ: 'JWT', kid: key.privateKeyId };
 }
 
 /**
- * Claims of a self-signed JWT (PROTOCOL.md addendum): `iss` = `sub` =
+ * Claims of a self-signed JWT (docs/protocol.md, the addendum): `iss` = `sub` =
  * `client_email`, then `aud` (or, in the scope variant that Google's client
  * libraries also use, `scope`), `iat` and `exp` = `iat` + 3600.
  */
 export function selfSignedClaims(input: {
-  key: ServiceAccountKey;
+  /** The service account's email. */
+  email: string;
   target: { audience: string } | { scopes: readonly string[] };
   nowMs: number;
 }): JwtClaims {
   const iat = epochSeconds(input.nowMs);
-  const email = input.key.clientEmail;
+  const email = input.email;
   const claims: Record<string, string | number> = { iss: email, sub: email };
   if ('audience' in input.target) claims['aud'] = input.target.audience;
   else claims['scope'] = input.target.scopes.join(' ');

@@ -12,7 +12,7 @@ import {
 
 const OPERATIONS: readonly Operation[] = ['token', 'jwt', 'idtoken'];
 const TOP_KEYS = ['serviceAccounts', 'grants', 'admins', 'rateLimit', 'rateLimits'];
-const ACCOUNT_KEYS = ['email', 'key', 'tenant'];
+const ACCOUNT_KEYS = ['email', 'key', 'keyless', 'delegates', 'tenant'];
 const GRANT_KEYS = ['callers', 'serviceAccounts', 'tenants', 'scopes', 'subjects', 'audiences', 'operations'];
 const LIMIT_KEYS = ['requests', 'windowSeconds'];
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
@@ -21,6 +21,9 @@ const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const SECRET_VERSION =
   /^projects\/[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\/secrets\/[A-Za-z0-9_-]{1,255}\/versions\/(?:latest|[1-9]\d{0,18})$/;
 const SCOPE = /^[\x21-\x2b\x2d-\x7e]{1,512}$/;
+// A delegate in an IAM impersonation chain is a service account (IAM names it projects/-/serviceAccounts/EMAIL).
+const SERVICE_ACCOUNT_EMAIL =
+  /^[a-z0-9][a-z0-9-]{0,62}@(?:[a-z0-9-]{1,63}\.iam|appspot|developer)\.gserviceaccount\.com$/;
 
 type Obj = Record<string, unknown>;
 
@@ -50,15 +53,46 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
     const email = canonicalEmail(a['email']);
     if (email === undefined) problem(`${path}.email`, `${JSON.stringify(a['email'])} is not a valid email`);
     else if (accounts.has(email)) problem(`${path}.email`, `${email} is listed twice`);
+    // Problems of a whole entry name it by email as well as by position.
+    const entryPath = email === undefined ? path : `${path} (${email})`;
     const key = a['key'];
-    if (
-      typeof key !== 'string' ||
-      !(SECRET_VERSION.test(key) || (key.startsWith('file:') && key.length > 5))
-    ) {
-      problem(
-        `${path}.key`,
-        'must be `projects/P/secrets/S/versions/V` (V = latest or a number) or `file:PATH`',
-      );
+    const keyless = a['keyless'];
+    if (keyless !== undefined && typeof keyless !== 'boolean')
+      problem(`${entryPath}.keyless`, 'must be true or absent');
+    if (key !== undefined && keyless === true) {
+      problem(entryPath, 'has both `key` and `keyless`; give exactly one');
+    } else if (keyless !== true) {
+      if (key === undefined)
+        problem(entryPath, 'needs exactly one of `key` (a secret version) or `"keyless": true`');
+      else if (
+        typeof key !== 'string' ||
+        !(SECRET_VERSION.test(key) || (key.startsWith('file:') && key.length > 5))
+      ) {
+        problem(
+          `${path}.key`,
+          'must be `projects/P/secrets/S/versions/V` (V = latest or a number) or `file:PATH`',
+        );
+      }
+    }
+    const delegates: string[] = [];
+    if (a['delegates'] !== undefined) {
+      if (keyless !== true) {
+        problem(
+          `${entryPath}.delegates`,
+          'is only for keyless accounts (`"keyless": true`): IAM follows the chain',
+        );
+      }
+      list(a['delegates'], `${path}.delegates`, problem, { required: true }).forEach((d, j) => {
+        const delegate = canonicalEmail(d);
+        if (delegate === undefined || !SERVICE_ACCOUNT_EMAIL.test(delegate)) {
+          problem(
+            `${entryPath}.delegates[${j}]`,
+            `${JSON.stringify(d)} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)`,
+          );
+        } else if (delegate === email || delegates.includes(delegate)) {
+          problem(`${entryPath}.delegates[${j}]`, `${delegate} appears twice in the chain`);
+        } else delegates.push(delegate);
+      });
     }
     const tenant = a['tenant'];
     if (tenant !== undefined) {
@@ -71,12 +105,13 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
         problem(`${path}.tenant`, `tenant "${tenant}" already maps to another service account`);
       }
     }
-    if (email === undefined || typeof key !== 'string') return;
-    const entry: ServiceAccountEntry = Object.freeze({
-      email,
-      key,
-      tenant: typeof tenant === 'string' ? tenant : undefined,
-    });
+    if (email === undefined) return;
+    const base = { email, tenant: typeof tenant === 'string' ? tenant : undefined };
+    let entry: ServiceAccountEntry;
+    if (keyless === true)
+      entry = Object.freeze({ ...base, mode: 'keyless', delegates: Object.freeze(delegates) });
+    else if (typeof key === 'string') entry = Object.freeze({ ...base, mode: 'keyed', key });
+    else return;
     if (!accounts.has(email)) accounts.set(email, entry);
     if (typeof tenant === 'string' && TENANT.test(tenant) && !tenants.has(tenant)) tenants.set(tenant, entry);
   });

@@ -4,13 +4,27 @@ export type Operation = 'token' | 'jwt' | 'idtoken';
 /** The operations a grant allows when it names none. */
 export const DEFAULT_OPERATIONS: readonly Operation[] = ['token'];
 
-/** A service account the broker holds a key for. */
-export interface ServiceAccountEntry {
+/** A service account the broker serves: keyed (it holds a key) or keyless (IAM signs for it). */
+export type ServiceAccountEntry = KeyedAccount | KeylessAccount;
+
+interface AccountBase {
   /** Canonical (lower-case) email. */
   readonly email: string;
+  readonly tenant: string | undefined;
+}
+
+/** An account whose key the broker reads from Secret Manager (or a file, locally). */
+export interface KeyedAccount extends AccountBase {
+  readonly mode: 'keyed';
   /** `projects/P/secrets/S/versions/V` or `file:PATH`. */
   readonly key: string;
-  readonly tenant: string | undefined;
+}
+
+/** An account the broker mints for through Google's IAM Credentials API, with no key anywhere (docs/contract.md, "Keyless service accounts"). */
+export interface KeylessAccount extends AccountBase {
+  readonly mode: 'keyless';
+  /** The impersonation chain, canonical emails, first hop first; empty for a direct grant. */
+  readonly delegates: readonly string[];
 }
 
 /** A per-caller request limit. */

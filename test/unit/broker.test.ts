@@ -2,13 +2,14 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { SecretSource } from '../../shared/adapters/secret-source.js';
 import type { TokenEndpoint } from '../../shared/adapters/token-endpoint.js';
-import { createBroker } from '../../shared/broker.js';
+import { ACCESS_DENIED, createBroker } from '../../shared/broker.js';
 import { createMemoryCache } from '../../shared/cache/memory.js';
 import { TokenStore } from '../../shared/cache/token-store.js';
 import { BrokerError } from '../../shared/errors.js';
 import { createKeyStore } from '../../shared/key-store.js';
+import { createKeyedMinter } from '../../shared/minting/keyed.js';
 import { compilePolicy } from '../../shared/policy/load.js';
-import { parseJwtRequest, parseTokenRequest } from '../../shared/request.js';
+import { type MintRequest, parseJwtRequest, parseTokenRequest } from '../../shared/request.js';
 
 const keyJson = readFileSync(new URL('../fixtures/service-account.json', import.meta.url), 'utf8');
 const SA = 'fixture@fixture-project.iam.gserviceaccount.com';
@@ -60,19 +61,31 @@ function setup(opts: { script?: Array<'ok' | BrokerError>; expiresIn?: number; s
   const src = secrets();
   const broker = createBroker({
     policy,
-    keys: createKeyStore({ secrets: src, now: () => now }),
-    tokenEndpoint: ep,
+    minters: {
+      keyed: createKeyedMinter({
+        keys: createKeyStore({ secrets: src, now: () => now }),
+        tokenEndpoint: ep,
+        tokenUrl: 'https://oauth2.googleapis.com/token',
+        now: () => now,
+      }),
+      keyless: {
+        mint: () => Promise.reject(new Error('this policy has no keyless account')),
+      },
+    },
     store: new TokenStore({
       l1: createMemoryCache({ now: () => now }),
       refreshSkewSeconds: opts.skew ?? 300,
       refreshAheadSeconds: 0,
       now: () => now,
     }),
-    tokenUrl: 'https://oauth2.googleapis.com/token',
-    refreshSkewSeconds: opts.skew ?? 300,
-    now: () => now,
   });
-  return { broker, calls, src, advance: (ms: number) => (now += ms) };
+  /** Authorises once, then serves: what the service does after verifying the caller. */
+  const mint = (caller: string, req: MintRequest) => {
+    const admitted = broker.admit(caller, req);
+    if ('denied' in admitted) return Promise.reject(new BrokerError('access_denied', ACCESS_DENIED));
+    return broker.serve(admitted.admitted);
+  };
+  return { broker, mint, calls, src, advance: (ms: number) => (now += ms) };
 }
 
 const tokenReq = (extra: Record<string, unknown> = {}) =>
@@ -81,47 +94,47 @@ const unavailable = () => new BrokerError('upstream_unavailable', 'down', { retr
 
 describe('broker', () => {
   it('mints once for many concurrent identical requests, then serves hits', async () => {
-    const { broker, calls, src } = setup();
-    const served = await Promise.all(Array.from({ length: 100 }, () => broker.mint(CALLER, tokenReq())));
+    const { mint, calls, src } = setup();
+    const served = await Promise.all(Array.from({ length: 100 }, () => mint(CALLER, tokenReq())));
     expect(calls).toHaveLength(1);
     expect(src.reads).toBe(1);
     expect(new Set(served.map((s) => s.token)).size).toBe(1);
     expect(served.filter((s) => s.cache === 'miss')).toHaveLength(100);
-    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('hit');
+    expect((await mint(CALLER, tokenReq())).cache).toBe('hit');
   });
 
   it('re-mints inside the refresh skew and for a larger minLifetimeSeconds', async () => {
-    const { broker, calls, advance } = setup();
-    await broker.mint(CALLER, tokenReq());
+    const { mint, calls, advance } = setup();
+    await mint(CALLER, tokenReq());
     advance((3600 - 700) * 1000); // 700 s left
-    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('hit');
-    const strict = await broker.mint(CALLER, tokenReq({ minLifetimeSeconds: 800 }));
+    expect((await mint(CALLER, tokenReq())).cache).toBe('hit');
+    const strict = await mint(CALLER, tokenReq({ minLifetimeSeconds: 800 }));
     expect(strict.cache).toBe('miss');
     expect(calls).toHaveLength(2);
     advance((3600 - 250) * 1000); // the new token has 250 s left: inside the 300 s skew
-    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('miss');
+    expect((await mint(CALLER, tokenReq())).cache).toBe('miss');
     expect(calls).toHaveLength(3);
   });
 
   it('serves a stale token when Google is unreachable, only with more than 60 s and the minimum left', async () => {
-    const { broker, advance } = setup({ script: ['ok', unavailable(), unavailable(), unavailable()] });
-    const first = await broker.mint(CALLER, tokenReq());
+    const { mint, advance } = setup({ script: ['ok', unavailable(), unavailable(), unavailable()] });
+    const first = await mint(CALLER, tokenReq());
     advance((3600 - 200) * 1000); // 200 s left: past the skew
-    const stale = await broker.mint(CALLER, tokenReq());
+    const stale = await mint(CALLER, tokenReq());
     expect(stale).toMatchObject({ cache: 'stale', token: first.token });
-    await expect(broker.mint(CALLER, tokenReq({ minLifetimeSeconds: 300 }))).rejects.toMatchObject({
+    await expect(mint(CALLER, tokenReq({ minLifetimeSeconds: 300 }))).rejects.toMatchObject({
       code: 'upstream_unavailable',
     });
     advance(150 * 1000); // 50 s left
-    await expect(broker.mint(CALLER, tokenReq())).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    await expect(mint(CALLER, tokenReq())).rejects.toMatchObject({ code: 'upstream_unavailable' });
   });
 
   it('never serves stale tokens for a refusal (502)', async () => {
     const refused = new BrokerError('upstream_rejected', 'no', { upstreamError: 'invalid_scope' });
-    const { broker, advance } = setup({ script: ['ok', refused] });
-    await broker.mint(CALLER, tokenReq());
+    const { mint, advance } = setup({ script: ['ok', refused] });
+    await mint(CALLER, tokenReq());
     advance((3600 - 200) * 1000);
-    await expect(broker.mint(CALLER, tokenReq())).rejects.toBe(refused);
+    await expect(mint(CALLER, tokenReq())).rejects.toBe(refused);
   });
 
   it('reads the secret again once when Google rejects the key signature', async () => {
@@ -129,31 +142,28 @@ describe('broker', () => {
       upstreamError: 'invalid_grant',
       upstreamBody: { error: 'invalid_grant', error_description: 'Invalid JWT Signature.' },
     });
-    const { broker, calls, src } = setup({ script: [rejected, 'ok'] });
-    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('miss');
+    const { mint, calls, src } = setup({ script: [rejected, 'ok'] });
+    expect((await mint(CALLER, tokenReq())).cache).toBe('miss');
     expect(calls).toHaveLength(2);
     expect(src.reads).toBe(2);
     const twice = setup({ script: [rejected, rejected] });
-    await expect(twice.broker.mint(CALLER, tokenReq())).rejects.toMatchObject({
+    await expect(twice.mint(CALLER, tokenReq())).rejects.toMatchObject({
       upstreamError: 'invalid_grant',
     });
     expect(twice.calls).toHaveLength(2);
   });
 
   it('denies by default with one body for unknown and forbidden targets', async () => {
-    const { broker, calls } = setup();
+    const { mint, calls } = setup();
     const attempts = [
-      broker.mint('stranger@p.iam.gserviceaccount.com', tokenReq()),
-      broker.mint(
+      mint('stranger@p.iam.gserviceaccount.com', tokenReq()),
+      mint(
         CALLER,
         parseTokenRequest({ serviceAccount: 'nobody@p.iam.gserviceaccount.com', scopes: [SCOPE] }),
       ),
-      broker.mint(CALLER, tokenReq({ scopes: [SCOPE, 'https://www.googleapis.com/auth/cloud-platform'] })),
-      broker.mint(CALLER, tokenReq({ subject: 'alice@acme.com' })),
-      broker.mint(
-        CALLER,
-        parseJwtRequest({ serviceAccount: SA, audience: 'https://storage.googleapis.com/' }),
-      ),
+      mint(CALLER, tokenReq({ scopes: [SCOPE, 'https://www.googleapis.com/auth/cloud-platform'] })),
+      mint(CALLER, tokenReq({ subject: 'alice@acme.com' })),
+      mint(CALLER, parseJwtRequest({ serviceAccount: SA, audience: 'https://storage.googleapis.com/' })),
     ];
     const errors = await Promise.all(
       attempts.map((p) =>
@@ -169,8 +179,8 @@ describe('broker', () => {
   });
 
   it('signs self-signed JWTs locally, with no call to Google', async () => {
-    const { broker, calls } = setup();
-    const served = await broker.mint(
+    const { mint, calls } = setup();
+    const served = await mint(
       CALLER,
       parseJwtRequest({ serviceAccount: SA, audience: 'https://firestore.googleapis.com/' }),
     );
@@ -183,15 +193,14 @@ describe('broker', () => {
     expect(served.expiresAt).toBe(Number(claims['exp']) * 1000);
   });
 
-  it('lets only admins purge', async () => {
-    const { broker, calls } = setup();
-    await broker.mint(CALLER, tokenReq());
-    await expect(broker.purge(CALLER, { all: true })).rejects.toMatchObject({ code: 'access_denied' });
-    expect(await broker.purge('ops@p.iam.gserviceaccount.com', { serviceAccount: SA })).toEqual({
+  it('purges an account: its next request mints again', async () => {
+    const { broker, mint, calls } = setup();
+    await mint(CALLER, tokenReq());
+    expect(await broker.purge({ serviceAccount: SA })).toEqual({
       accounts: [SA],
       dropped: 1,
     });
-    expect((await broker.mint(CALLER, tokenReq())).cache).toBe('miss');
+    expect((await mint(CALLER, tokenReq())).cache).toBe('miss');
     expect(calls).toHaveLength(2);
   });
 });

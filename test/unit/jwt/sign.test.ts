@@ -37,7 +37,12 @@ describe('JWT signing', () => {
   });
 
   it('signs the access-token assertion byte for byte', async () => {
-    const claims = accessTokenAssertionClaims({ key, scopes: SCOPES, tokenUrl: TOKEN_URL, nowMs: NOW });
+    const claims = accessTokenAssertionClaims({
+      issuer: key.clientEmail,
+      scopes: SCOPES,
+      tokenUrl: TOKEN_URL,
+      nowMs: NOW,
+    });
     expect(claims).toEqual({
       iss: key.clientEmail,
       scope: SCOPES.join(' '),
@@ -52,7 +57,7 @@ describe('JWT signing', () => {
 
   it('signs the self-signed JWT of the addendum byte for byte', async () => {
     const claims = selfSignedClaims({
-      key,
+      email: key.clientEmail,
       target: { audience: 'https://firestore.googleapis.com/' },
       nowMs: NOW,
     });
@@ -63,7 +68,7 @@ describe('JWT signing', () => {
 
   it('verifies with the public key under RSASSA-PKCS1-v1_5 SHA-256', async () => {
     const claims = accessTokenAssertionClaims({
-      key,
+      issuer: key.clientEmail,
       scopes: SCOPES,
       subject: 'alice@acme.com',
       tokenUrl: TOKEN_URL,
@@ -82,11 +87,16 @@ describe('JWT signing', () => {
 describe('claims', () => {
   it('puts sub only on delegated assertions', () => {
     expect(
-      accessTokenAssertionClaims({ key, scopes: SCOPES, tokenUrl: TOKEN_URL, nowMs: NOW }),
+      accessTokenAssertionClaims({
+        issuer: key.clientEmail,
+        scopes: SCOPES,
+        tokenUrl: TOKEN_URL,
+        nowMs: NOW,
+      }),
     ).not.toHaveProperty('sub');
     expect(
       accessTokenAssertionClaims({
-        key,
+        issuer: key.clientEmail,
         scopes: SCOPES,
         subject: 'bob@acme.com',
         tokenUrl: TOKEN_URL,
@@ -96,12 +106,17 @@ describe('claims', () => {
   });
 
   it('keeps exp within an hour of iat', () => {
-    const c = accessTokenAssertionClaims({ key, scopes: SCOPES, tokenUrl: TOKEN_URL, nowMs: NOW });
+    const c = accessTokenAssertionClaims({
+      issuer: key.clientEmail,
+      scopes: SCOPES,
+      tokenUrl: TOKEN_URL,
+      nowMs: NOW,
+    });
     expect(Number(c['exp']) - Number(c['iat'])).toBe(3600);
   });
 
   it('builds the scope variant of the self-signed JWT', () => {
-    expect(selfSignedClaims({ key, target: { scopes: SCOPES }, nowMs: NOW })).toEqual({
+    expect(selfSignedClaims({ email: key.clientEmail, target: { scopes: SCOPES }, nowMs: NOW })).toEqual({
       iss: key.clientEmail,
       sub: key.clientEmail,
       scope: SCOPES.join(' '),
@@ -112,7 +127,12 @@ describe('claims', () => {
 
   it('builds the ID-token assertion with target_audience and no scope', () => {
     expect(
-      idTokenAssertionClaims({ key, audience: 'https://svc.example.com', tokenUrl: TOKEN_URL, nowMs: NOW }),
+      idTokenAssertionClaims({
+        issuer: key.clientEmail,
+        audience: 'https://svc.example.com',
+        tokenUrl: TOKEN_URL,
+        nowMs: NOW,
+      }),
     ).toEqual({
       iss: key.clientEmail,
       aud: TOKEN_URL,

@@ -51,7 +51,10 @@ describe('compilePolicy', () => {
       rateLimit: { requests: 600, windowSeconds: 60 },
       rateLimits: { 'Billing@acme.iam.gserviceaccount.com': { requests: 10, windowSeconds: 1 } },
     });
-    expect(p.accounts.get(SA)?.key).toBe('projects/acme/secrets/reporting-key/versions/latest');
+    expect(p.accounts.get(SA)).toMatchObject({
+      mode: 'keyed',
+      key: 'projects/acme/secrets/reporting-key/versions/latest',
+    });
     expect(p.tenants.get('blue')?.email).toBe('blue@tenant-blue.iam.gserviceaccount.com');
     expect(p.rateLimits.get('billing@acme.iam.gserviceaccount.com')).toEqual({
       requests: 10,

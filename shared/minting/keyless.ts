@@ -1,0 +1,65 @@
+import type { IamCredentials } from '../adapters/iam-credentials.js';
+import type { TokenEndpoint } from '../adapters/token-endpoint.js';
+import {
+  accessTokenAssertionClaims,
+  epochSeconds,
+  MAX_ASSERTION_LIFETIME_SECONDS,
+  selfSignedClaims,
+} from '../jwt/claims.js';
+import type { KeylessAccount } from '../policy/types.js';
+import type { Minter } from './minter.js';
+
+export interface KeylessMinterDeps {
+  iam: IamCredentials;
+  tokenEndpoint: TokenEndpoint;
+  /** Google's token endpoint; the `aud` of a delegated assertion. */
+  tokenUrl: string;
+  now: () => number;
+}
+
+/**
+ * Mints with no key anywhere, through Google's IAM Credentials API
+ * (docs/contract.md, "Keyless service accounts"):
+ * - `token`: `generateAccessToken`; with a `subject` (domain-wide
+ *   delegation), `signJwt` over the seed's claims and then the jwt-bearer
+ *   exchange, since IAM cannot mint delegated tokens itself;
+ * - `jwt`: `signJwt` over the self-signed claims (IAM's header and `kid`);
+ * - `idtoken`: `generateIdToken`.
+ */
+export function createKeylessMinter(deps: KeylessMinterDeps): Minter<KeylessAccount> {
+  return {
+    async mint(account, req) {
+      const { email, delegates } = account;
+      const nowMs = deps.now();
+      switch (req.kind) {
+        case 'token': {
+          if (req.subject === undefined) {
+            const minted = await deps.iam.generateAccessToken(email, req.scopes, delegates);
+            return { ...minted, scope: req.scopes.join(' ') };
+          }
+          const claims = accessTokenAssertionClaims({
+            issuer: email,
+            scopes: req.scopes,
+            subject: req.subject,
+            tokenUrl: deps.tokenUrl,
+            nowMs,
+          });
+          const assertion = await deps.iam.signJwt(email, claims, delegates);
+          const result = await deps.tokenEndpoint.exchange(assertion, 'access_token');
+          return {
+            token: result.token,
+            expiresAt: nowMs + result.expiresIn * 1000,
+            scope: result.scope ?? req.scopes.join(' '),
+          };
+        }
+        case 'jwt': {
+          const target = req.audience !== undefined ? { audience: req.audience } : { scopes: req.scopes };
+          const token = await deps.iam.signJwt(email, selfSignedClaims({ email, target, nowMs }), delegates);
+          return { token, expiresAt: (epochSeconds(nowMs) + MAX_ASSERTION_LIFETIME_SECONDS) * 1000 };
+        }
+        case 'idtoken':
+          return deps.iam.generateIdToken(email, req.audience, delegates);
+      }
+    },
+  };
+}

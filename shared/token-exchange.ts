@@ -1,0 +1,127 @@
+import { ACCESS_DENIED, type Served } from './broker.js';
+import { BrokerError } from './errors.js';
+import type { Call } from './service.js';
+
+/**
+ * OAuth 2.0 Token Exchange (RFC 8693) as the broker speaks it, so that
+ * Google's own auth libraries can use it from an `external_account`
+ * credential file (docs/contract.md, "Token exchange"). Pure: form text in,
+ * a service call out; a served token or an error in, RFC 6749 JSON out.
+ */
+
+const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const SUBJECT_TOKEN_TYPES = new Set([
+  'urn:ietf:params:oauth:token-type:jwt',
+  'urn:ietf:params:oauth:token-type:id_token',
+]);
+/** The only token this endpoint issues. */
+export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const REQUIRED = ['grant_type', 'subject_token', 'subject_token_type', 'audience', 'scope'] as const;
+// `//token-broker/serviceAccounts/EMAIL` or `//token-broker/tenants/ID`, then optionally `/subjects/USER_EMAIL`.
+const AUDIENCE =
+  /^\/\/token-broker\/(serviceAccounts|tenants)\/([^/\s]{1,254})(?:\/subjects\/([^/\s]{1,254}))?$/;
+
+/** The audience of a credential file for a target (the inverse of the parse below). */
+export function tokenExchangeAudience(
+  target: { serviceAccount: string } | { tenant: string },
+  subject?: string,
+): string {
+  const base =
+    'serviceAccount' in target
+      ? `//token-broker/serviceAccounts/${target.serviceAccount}`
+      : `//token-broker/tenants/${target.tenant}`;
+  return subject === undefined ? base : `${base}/subjects/${subject}`;
+}
+
+/**
+ * Reads a token-exchange form into a `token` call. Throws `unsupported_media_type`,
+ * `invalid_request` (a required parameter missing or repeated, a malformed
+ * audience) or `unsupported_grant_type`. Scopes and the target are then
+ * checked by the `token` operation's own parser.
+ */
+export function parseTokenExchange(contentType: string | undefined, rawBody: Buffer | undefined): Call {
+  if (!isForm(contentType)) {
+    throw new BrokerError(
+      'unsupported_media_type',
+      'Send the token exchange as a form, with Content-Type: application/x-www-form-urlencoded.',
+    );
+  }
+  const form = new URLSearchParams(rawBody === undefined ? '' : rawBody.toString('utf8'));
+  const one = (name: string): string | undefined => {
+    const values = form.getAll(name);
+    if (values.length > 1) throw invalid(`the parameter "${name}" is repeated`);
+    return values[0];
+  };
+  const grantType = one('grant_type');
+  if (grantType !== undefined && grantType !== GRANT_TYPE) {
+    throw new BrokerError('unsupported_grant_type', `grant_type must be ${GRANT_TYPE}.`);
+  }
+  const values = Object.fromEntries(REQUIRED.map((name) => [name, one(name)])) as Record<
+    (typeof REQUIRED)[number],
+    string | undefined
+  >;
+  const missing = REQUIRED.filter((name) => values[name] === undefined || values[name].trim() === '');
+  if (missing.length > 0) throw invalid(`missing required parameter(s): ${missing.join(', ')}`);
+  if (!SUBJECT_TOKEN_TYPES.has(values.subject_token_type as string)) {
+    throw invalid(`subject_token_type must be one of ${[...SUBJECT_TOKEN_TYPES].join(', ')}`);
+  }
+  const requested = one('requested_token_type');
+  if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE) {
+    throw invalid(`requested_token_type, when given, must be ${ACCESS_TOKEN_TYPE}`);
+  }
+  const m = AUDIENCE.exec(values.audience as string);
+  if (m === null) {
+    throw invalid(
+      'audience must be //token-broker/serviceAccounts/EMAIL or //token-broker/tenants/ID, optionally followed by /subjects/USER_EMAIL',
+    );
+  }
+  const [, kind, name, subject] = m;
+  const body: Record<string, unknown> = {
+    [kind === 'serviceAccounts' ? 'serviceAccount' : 'tenant']: name,
+    scopes: (values.scope as string).split(' ').filter((s) => s !== ''),
+  };
+  if (subject !== undefined) body['subject'] = subject;
+  return { action: 'token', credential: { subjectToken: (values.subject_token as string).trim() }, body };
+}
+
+/** RFC 8693 §2.2.1's answer for a served token. */
+export function tokenExchangeResponse(served: Served, nowMs: number): Record<string, unknown> {
+  return {
+    access_token: served.token,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: Math.max(0, Math.floor((served.expiresAt - nowMs) / 1000)),
+  };
+}
+
+/**
+ * Maps the JSON API's errors to token exchange's: a bad caller token is
+ * `invalid_grant` (as Google's own STS answers), a denial is
+ * `invalid_target` with the one text every denial gets. Other errors are
+ * unchanged.
+ */
+export function tokenExchangeError(err: unknown): unknown {
+  if (!(err instanceof BrokerError)) return err;
+  if (err.code === 'invalid_token') {
+    return new BrokerError(
+      'invalid_grant',
+      `The subject_token is not a valid caller ID token: ${err.message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (err.code === 'access_denied') return new BrokerError('invalid_target', ACCESS_DENIED, { cause: err });
+  return err;
+}
+
+function isForm(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const [type, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
+  if (type !== 'application/x-www-form-urlencoded') return false;
+  return params.every((p) => !p.startsWith('charset=') || p === 'charset=utf-8');
+}
+
+function invalid(description: string): BrokerError {
+  return new BrokerError('invalid_request', description);
+}
