@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, type KeyObject, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -11,6 +11,30 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose';
+import {
+  ensureSystemKey,
+  type IamFault,
+  type IamRequestStats,
+  type IamServer,
+  startIamServer,
+} from './iam.js';
+import { type MetadataServer, type MetadataServerOptions, startMetadataServer } from './metadata.js';
+import {
+  type AccessTokenInfo,
+  type Account,
+  numericIdFor,
+  readBody,
+  type StandInContext,
+  sendJson as send,
+} from './state.js';
+
+export type { IamFault, IamMethod, IamRequestStats } from './iam.js';
+export type {
+  MetadataFault,
+  MetadataServer,
+  MetadataServerOptions,
+  MetadataServerStats,
+} from './metadata.js';
 
 /** A fault the stand-in plays on `POST /token`, for reliability tests. */
 export type Fault =
@@ -37,6 +61,17 @@ export interface GoogleStandInOptions {
    * always sign for it and are pointed here by a rewritten URL.
    */
   extraAudiences?: readonly string[];
+  /** Port of the IAM Credentials API listener; default a random free port. */
+  iamPort?: number;
+}
+
+/** A keyless service account's public facts (it has no key file: IAM signs for it). */
+export interface KeylessAccount {
+  email: string;
+  /** The numeric unique ID, also the OAuth 2.0 client ID (what the Admin console authorises for delegation). */
+  clientId: string;
+  /** The `kid` of its Google-managed signing key (what `signJwt` puts in the header). */
+  keyId: string;
 }
 
 /** The running stand-in. */
@@ -46,8 +81,23 @@ export interface GoogleStandIn {
   readonly jwksUrl: string;
   readonly tokeninfoUrl: string;
   readonly issuer: string;
-  /** `tokenConnections`: distinct TCP connections that carried token requests (keep-alive reuses one). */
-  readonly stats: { tokenRequests: number; tokensIssued: number; readonly tokenConnections: number };
+  /**
+   * Base URL of the IAM Service Account Credentials API stand-in (its own
+   * port): `POST {iamUrl}/v1/projects/-/serviceAccounts/{email}:{method}`.
+   * The value for `BROKER_IAM_CREDENTIALS_URL`.
+   */
+  readonly iamUrl: string;
+  /**
+   * `tokenConnections`: distinct TCP connections that carried token requests (keep-alive reuses one).
+   * `iamRequests`: IAM requests per method and in total, whatever the answer; `iamConnections` as for tokens.
+   */
+  readonly stats: {
+    tokenRequests: number;
+    tokensIssued: number;
+    readonly tokenConnections: number;
+    readonly iamRequests: IamRequestStats;
+    readonly iamConnections: number;
+  };
   registerServiceAccount(account: {
     email: string;
     clientId: string;
@@ -69,16 +119,36 @@ export interface GoogleStandIn {
   }): Promise<string>;
   rotateSigningKey(): Promise<void>;
   injectFault(fault: Fault, times?: number): void;
+  /**
+   * Registers a keyless service account: no key file exists; it gets a
+   * Google-managed key that IAM's `signJwt` signs with and that `/token`
+   * accepts assertions from (delegation rules as for keyed accounts, see
+   * {@link GoogleStandIn.allowDelegation}). Nobody may impersonate it until
+   * {@link GoogleStandIn.grantTokenCreator}.
+   */
+  registerKeylessAccount(email: string, options?: { clientId?: string }): KeylessAccount;
+  /**
+   * Grants `member` (an email, or `serviceAccount:EMAIL`) `roles/iam.serviceAccountTokenCreator`
+   * on `account` (a registered account, keyed or keyless).
+   */
+  grantTokenCreator(account: string, member: string): void;
+  /** Takes the grant back. */
+  revokeTokenCreator(account: string, member: string): void;
+  /**
+   * Starts a metadata server on its own port for an instance running as
+   * `options.email`; several can run at once (the broker's, a caller's).
+   * Its access tokens are the only bearers IAM accepts; its ID tokens are
+   * signed with the key the JWKS serves. Closed with the stand-in.
+   */
+  startMetadataServer(options: MetadataServerOptions): Promise<MetadataServer>;
+  /** Queues `fault` for the next `times` IAM requests (`Infinity` for all), optionally of one method only. */
+  injectIamFault(fault: IamFault, times?: number): void;
+  /** The JWKS of an account's keys, as Google serves at `/service_accounts/v1/jwk/{email}`. */
+  serviceAccountJwksUrl(email: string): string;
+  /** Clears queued faults (token endpoint, IAM, metadata servers). */
   reset(): void;
   setAccessTokenLifetime(seconds: number): void;
   close(): Promise<void>;
-}
-
-interface Account {
-  email: string;
-  clientId: string;
-  keys: Map<string, { key: KeyObject; state: 'enabled' | 'disabled' | 'deleted' }>;
-  delegation: Set<string> | '*' | undefined;
 }
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -109,19 +179,24 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
   let lifetime = options.accessTokenLifetimeSeconds ?? 3599;
   const accounts = new Map<string, Account>();
   const users = new Set<string>();
-  const accessTokens = new Map<
-    string,
-    { email: string; scope: string; sub?: string; clientId: string; exp: number }
-  >();
+  const accessTokens = new Map<string, AccessTokenInfo>();
   const faults: Fault[] = [];
   const hanging = new Set<ServerResponse>();
   const tokenSockets = new WeakSet<object>();
   let tokenConnections = 0;
+  let iam: IamServer | undefined;
+  const metadataServers = new Set<MetadataServer>();
   const stats = {
     tokenRequests: 0,
     tokensIssued: 0,
     get tokenConnections() {
       return tokenConnections;
+    },
+    get iamRequests() {
+      return iam!.stats;
+    },
+    get iamConnections() {
+      return iam?.connections ?? 0;
     },
   };
   const signingKeys: Array<{
@@ -147,10 +222,9 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       if (!res.headersSent) send(res, 500, { error: 'internal_failure', error_description: String(err) });
     });
   });
-  await new Promise<void>((resolve) =>
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve),
-  );
-  const url = `http://${options.host ?? '127.0.0.1'}:${(server.address() as AddressInfo).port}`;
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve));
+  const url = `http://${host}:${(server.address() as AddressInfo).port}`;
   const issuer = options.issuer ?? url;
   const tokenUrl = `${url}/token`;
 
@@ -163,9 +237,22 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     return jwt;
   }
 
+  const context: StandInContext = {
+    now,
+    issuer,
+    accounts,
+    accessTokens,
+    signGoogle: sign,
+    onSecret: (secret) => options.onSecret?.(secret),
+  };
+  iam = await startIamServer(context, {
+    host,
+    ...(options.iamPort === undefined ? {} : { port: options.iamPort }),
+  });
+
   async function issueIdToken(o: Parameters<GoogleStandIn['issueIdToken']>[0]): Promise<string> {
     const iat = o.iat ?? Math.floor(now() / 1000);
-    const sub = BigInt(`0x${createHash('sha256').update(o.email).digest('hex').slice(0, 15)}`).toString();
+    const sub = numericIdFor(o.email);
     return sign({
       iss: o.issuer ?? issuer,
       aud: o.audience,
@@ -273,6 +360,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       scope,
       clientId: account.clientId,
       exp: Math.floor(t) + lifetime,
+      origin: 'oauth',
       ...(typeof sub === 'string' ? { sub: sub.toLowerCase() } : {}),
     });
     stats.tokensIssued++;
@@ -360,6 +448,15 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       return;
     }
     if (u.pathname === '/oauth2/v3/certs' && req.method === 'GET') return send(res, 200, jwks());
+    const saJwk = /^\/service_accounts\/v1\/jwk\/([^/]+)$/.exec(u.pathname);
+    if (saJwk && req.method === 'GET') {
+      const account = accounts.get(decodeURIComponent(saJwk[1]!));
+      if (!account) return send(res, 404, { error: 'not_found' });
+      const keys = [];
+      for (const [kid, k] of account.keys)
+        if (k.state !== 'deleted') keys.push({ ...(await exportJWK(k.key)), kid, alg: 'RS256', use: 'sig' });
+      return send(res, 200, { keys });
+    }
     if (u.pathname === '/oauth2/v3/userinfo') {
       // A stand-in for a Google API: it wants a valid access token in `Authorization: Bearer`.
       const bearer = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
@@ -401,6 +498,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     tokenUrl,
     jwksUrl: `${url}/oauth2/v3/certs`,
     tokeninfoUrl: `${url}/tokeninfo`,
+    iamUrl: iam.url,
     issuer,
     stats,
     registerServiceAccount(a) {
@@ -409,6 +507,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
         clientId: a.clientId,
         keys: new Map(),
         delegation: undefined,
+        tokenCreators: new Set<string>(),
       };
       account.keys.set(a.keyId, { key: createPublicKey(a.publicKeyPem), state: 'enabled' });
       accounts.set(a.email, account);
@@ -438,33 +537,53 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     injectFault(fault, times = 1) {
       for (let i = 0; i < times; i++) faults.push(fault);
     },
+    registerKeylessAccount(email, o = {}) {
+      if (accounts.has(email)) throw new Error(`service account ${email} is already registered`);
+      const account: Account = {
+        email,
+        clientId: o.clientId ?? `1${numericIdFor(`${email}#client`).padStart(20, '0').slice(-20)}`,
+        keys: new Map(),
+        delegation: undefined,
+        tokenCreators: new Set(),
+      };
+      const key = ensureSystemKey(account);
+      accounts.set(email, account);
+      return { email, clientId: account.clientId, keyId: key.kid };
+    },
+    grantTokenCreator(account, member) {
+      const a = accounts.get(account);
+      if (!a) throw new Error(`unknown service account ${account}`);
+      a.tokenCreators.add(member.replace(/^serviceAccount:/, '').toLowerCase());
+    },
+    revokeTokenCreator(account, member) {
+      accounts.get(account)?.tokenCreators.delete(member.replace(/^serviceAccount:/, '').toLowerCase());
+    },
+    async startMetadataServer(o) {
+      const m = await startMetadataServer(context, { ...o, host: o.host ?? host });
+      metadataServers.add(m);
+      return m;
+    },
+    injectIamFault(fault, times) {
+      iam!.injectFault(fault, times);
+    },
+    serviceAccountJwksUrl: (email) => `${url}/service_accounts/v1/jwk/${encodeURIComponent(email)}`,
     reset() {
       faults.length = 0;
+      iam!.reset();
+      for (const m of metadataServers) m.reset();
     },
     setAccessTokenLifetime(seconds) {
       lifetime = seconds;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await Promise.all([...metadataServers].map((m) => m.close()));
+      await iam!.close();
+      await new Promise<void>((resolve) => {
         for (const res of hanging) res.destroy();
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
   };
   return standIn;
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
-  res.end(text);
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, sep } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { crc32c } from '../../shared/crc32c.js';
+import { crc32c } from './crc32c.js';
 
 const require = createRequire(import.meta.url);
 

@@ -1,0 +1,74 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** Who minted an access token: the token endpoint, a metadata server, or the IAM Credentials API. */
+export type TokenOrigin = 'oauth' | 'metadata' | 'iam';
+
+/** What the stand-in remembers about an access token it issued (what `/tokeninfo` describes). */
+export interface AccessTokenInfo {
+  email: string;
+  /** Space-separated scopes. */
+  scope: string;
+  /** The delegated user, for domain-wide delegation. */
+  sub?: string;
+  clientId: string;
+  /** Seconds since the epoch. */
+  exp: number;
+  origin: TokenOrigin;
+}
+
+/** A service account the stand-in knows: its public keys, and for a keyless one its system-managed key. */
+export interface Account {
+  email: string;
+  /** The numeric unique ID, which is also the OAuth 2.0 client ID. */
+  clientId: string;
+  keys: Map<string, { key: KeyObject; state: 'enabled' | 'disabled' | 'deleted' }>;
+  delegation: Set<string> | '*' | undefined;
+  /** The Google-managed key the IAM Credentials API signs with (`signJwt`, `signBlob`). */
+  systemKey?: { kid: string; privateKey: KeyObject };
+  /** Members (emails) that hold `roles/iam.serviceAccountTokenCreator` on this account. */
+  tokenCreators: Set<string>;
+}
+
+/** The state the OAuth server, the metadata servers and the IAM API share. */
+export interface StandInContext {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  readonly issuer: string;
+  readonly accounts: Map<string, Account>;
+  readonly accessTokens: Map<string, AccessTokenInfo>;
+  /** Signs claims with the stand-in's Google key (the one its JWKS serves): ID tokens. */
+  signGoogle(claims: Record<string, unknown>): Promise<string>;
+  /** Reports a token or signed JWT it issued (for leak scans). */
+  onSecret(secret: string): void;
+}
+
+/** Google's numeric subject for an email that is not a registered account (stable, 15 hex digits as decimal). */
+export function numericIdFor(email: string): string {
+  return BigInt(`0x${createHash('sha256').update(email).digest('hex').slice(0, 15)}`).toString();
+}
+
+/** Sends a JSON body with `Cache-Control: no-store`. */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(JSON.stringify(body));
+}
+
+/** Reads a request body as UTF-8 text. */
+export function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
