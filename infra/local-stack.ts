@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { type BrokerProcess, startBrokerProcess } from './broker-process.js';
 import { captureSecret } from './capture.js';
 import { generateServiceAccountKey } from './google/keys.js';
+import type { MetadataServer } from './google/metadata.js';
 import { type GoogleStandIn, startGoogleStandIn } from './google/server.js';
 import { type SecretManagerStandIn, startSecretManagerStandIn } from './secret-manager/server.js';
 
@@ -24,6 +25,18 @@ export const BIGQUERY = 'https://www.googleapis.com/auth/bigquery.readonly';
 export const CALENDAR = 'https://www.googleapis.com/auth/calendar.readonly';
 export const DRIVE = 'https://www.googleapis.com/auth/drive.file';
 export const AUDIENCE = 'https://broker.test.example';
+/** The broker's own service account: what its metadata server says it runs as, and what IAM checks for keyless accounts. */
+export const BROKER_IDENTITY = 'token-broker@acme.iam.gserviceaccount.com';
+/** A keyless account: no key anywhere, IAM mints for it (the broker holds Token Creator on it). */
+export const KEYLESS = 'keyless-reports@acme.iam.gserviceaccount.com';
+/** A keyless tenant's account. */
+export const VIOLET = 'violet@tenant-violet.iam.gserviceaccount.com';
+/** A keyless account reached through an impersonation chain (broker → HOP → CHAINED). */
+export const CHAINED = 'chained@acme.iam.gserviceaccount.com';
+export const HOP = 'hop@acme.iam.gserviceaccount.com';
+/** A keyless account in the policy on which IAM grants the broker nothing: IAM answers 403. */
+export const UNGRANTED = 'ungranted@acme.iam.gserviceaccount.com';
+export const REPORTS_AUDIENCE = 'https://reports.example.com';
 
 /** The contract's example policy, with keys in the Secret Manager stand-in and in files. */
 export function examplePolicy(): Record<string, unknown> {
@@ -32,10 +45,22 @@ export function examplePolicy(): Record<string, unknown> {
       { email: REPORTING, key: `projects/${PROJECT}/secrets/reporting-key/versions/latest` },
       { email: BLUE, key: 'file:keys/blue.json', tenant: 'blue' },
       { email: GREEN, key: 'file:keys/green.json', tenant: 'green' },
+      { email: KEYLESS, keyless: true },
+      { email: VIOLET, keyless: true, tenant: 'violet' },
+      { email: CHAINED, keyless: true, delegates: [HOP] },
+      { email: UNGRANTED, keyless: true },
     ],
     grants: [
       { callers: [BILLING], serviceAccounts: [REPORTING], scopes: [BIGQUERY] },
       { callers: [SYNC_JOB], serviceAccounts: [REPORTING], scopes: [CALENDAR], subjects: ['*@acme.com'] },
+      {
+        callers: [BILLING],
+        serviceAccounts: [KEYLESS, CHAINED, UNGRANTED],
+        scopes: [BIGQUERY],
+        operations: ['token', 'jwt', 'idtoken'],
+        audiences: [REPORTS_AUDIENCE],
+      },
+      { callers: [SYNC_JOB], serviceAccounts: [KEYLESS], scopes: [CALENDAR], subjects: ['*@acme.com'] },
       {
         callers: [PLATFORM],
         tenants: ['*'],
@@ -51,6 +76,8 @@ export function examplePolicy(): Record<string, unknown> {
 /** The stand-ins, demo keys and a policy directory, shared by broker processes. */
 export interface Stack {
   google: GoogleStandIn;
+  /** The metadata server of the broker's instances (their own identity, for keyless accounts). */
+  metadata: MetadataServer;
   secretManager: SecretManagerStandIn;
   dir: string;
   policyFile: string;
@@ -120,6 +147,12 @@ export async function startStack(
   for (const a of accounts) storeKey(a);
   google.addUser('alice@acme.com');
   google.allowDelegation(REPORTING, [CALENDAR]);
+  // Keyless accounts: IAM signs for them, and grants the broker Token Creator on each (never project-wide).
+  for (const email of [KEYLESS, VIOLET, CHAINED, HOP, UNGRANTED]) google.registerKeylessAccount(email);
+  for (const email of [KEYLESS, VIOLET, HOP]) google.grantTokenCreator(email, BROKER_IDENTITY);
+  google.grantTokenCreator(CHAINED, HOP);
+  google.allowDelegation(KEYLESS, [CALENDAR]);
+  const metadata = await google.startMetadataServer({ email: BROKER_IDENTITY, projectId: PROJECT });
   const policyFile = join(dir, 'policy.json');
   writeFileSync(policyFile, JSON.stringify(options.policy ?? examplePolicy()));
   const env: Record<string, string> = {
@@ -129,10 +162,13 @@ export async function startStack(
     BROKER_ISSUERS: google.issuer,
     BROKER_TOKEN_URL: google.tokenUrl,
     SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
+    GCE_METADATA_HOST: metadata.host,
+    BROKER_IAM_CREDENTIALS_URL: google.iamUrl,
   };
   const brokers: BrokerProcess[] = [];
   return {
     google,
+    metadata,
     secretManager,
     dir,
     policyFile,

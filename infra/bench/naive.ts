@@ -27,7 +27,12 @@ functions.http('naive', async (req, res) => {
   let cached = cache.get(scope);
   if (cached === undefined || cached.expiresAt - Date.now() < 300_000) {
     const key = parseServiceAccountKey(await readFile(keyFile));
-    const claims = accessTokenAssertionClaims({ issuer: key.clientEmail, scopes: [scope], tokenUrl, nowMs: Date.now() });
+    const claims = accessTokenAssertionClaims({
+      issuer: key.clientEmail,
+      scopes: [scope],
+      tokenUrl,
+      nowMs: Date.now(),
+    });
     const assertion = await signJwt(ASSERTION_HEADER, claims, await importSigningKey(key.privateKey));
     const result = await endpoint.exchange(assertion, 'access_token');
     cached = { token: result.token, expiresAt: Date.now() + result.expiresIn * 1000 };
