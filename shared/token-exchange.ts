@@ -53,7 +53,7 @@ export function parseTokenExchange(contentType: string | undefined, rawBody: Buf
     return values[0];
   };
   const grantType = one('grant_type');
-  if (grantType !== undefined && grantType !== GRANT_TYPE) {
+  if (grantType !== undefined && grantType.trim() !== '' && grantType !== GRANT_TYPE) {
     throw new BrokerError('unsupported_grant_type', `grant_type must be ${GRANT_TYPE}.`);
   }
   const values = Object.fromEntries(REQUIRED.map((name) => [name, one(name)])) as Record<

@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { BrokerError } from '../../shared/errors.js';
+import {
+  parseTokenExchange,
+  tokenExchangeAudience,
+  tokenExchangeError,
+} from '../../shared/token-exchange.js';
+
+const FORM = 'application/x-www-form-urlencoded';
+const SA = 'reporting@acme.iam.gserviceaccount.com';
+const base = {
+  grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+  subject_token: 'eyJ.header.sig\n',
+  subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+  audience: `//token-broker/serviceAccounts/${SA}`,
+  scope: 'https://www.googleapis.com/auth/b https://www.googleapis.com/auth/a',
+};
+const body = (fields: Record<string, string>, extra = '') =>
+  Buffer.from(new URLSearchParams(fields).toString() + extra);
+const code = (f: () => unknown) => {
+  try {
+    f();
+  } catch (err) {
+    return (err as BrokerError).code;
+  }
+  return 'ok';
+};
+
+describe('token exchange form (RFC 8693)', () => {
+  it('reads a service-account audience into a token call; the subject token is trimmed, extra parameters ignored', () => {
+    const call = parseTokenExchange(FORM, body({ ...base, options: '{"userProject":"x"}' }));
+    expect(call).toEqual({
+      action: 'token',
+      credential: { subjectToken: 'eyJ.header.sig' },
+      body: {
+        serviceAccount: SA,
+        scopes: ['https://www.googleapis.com/auth/b', 'https://www.googleapis.com/auth/a'],
+      },
+    });
+  });
+
+  it('reads tenants and domain-wide delegation subjects', () => {
+    expect(
+      parseTokenExchange(
+        `${FORM}; charset=UTF-8`,
+        body({ ...base, audience: '//token-broker/tenants/blue/subjects/alice@acme.com' }),
+      ).body,
+    ).toEqual({
+      tenant: 'blue',
+      subject: 'alice@acme.com',
+      scopes: base.scope.split(' '),
+    });
+    expect(tokenExchangeAudience({ tenant: 'blue' }, 'alice@acme.com')).toBe(
+      '//token-broker/tenants/blue/subjects/alice@acme.com',
+    );
+    expect(tokenExchangeAudience({ serviceAccount: SA })).toBe(base.audience);
+  });
+
+  it.each([
+    ['a JSON body', 'application/json', body(base), 'unsupported_media_type'],
+    ['no content type', undefined, body(base), 'unsupported_media_type'],
+    [
+      'another grant type',
+      FORM,
+      body({ ...base, grant_type: 'client_credentials' }),
+      'unsupported_grant_type',
+    ],
+    ['no grant type', FORM, body({ ...base, grant_type: '' }), 'invalid_request'],
+    [
+      'a repeated audience',
+      FORM,
+      body(base, `&audience=${encodeURIComponent(base.audience)}`),
+      'invalid_request',
+    ],
+    ['a missing scope', FORM, body({ ...base, scope: '' }), 'invalid_request'],
+    ['a blank subject token', FORM, body({ ...base, subject_token: ' \n' }), 'invalid_request'],
+    [
+      'an access-token subject',
+      FORM,
+      body({ ...base, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' }),
+      'invalid_request',
+    ],
+    [
+      'another requested token type',
+      FORM,
+      body({ ...base, requested_token_type: 'urn:ietf:params:oauth:token-type:id_token' }),
+      'invalid_request',
+    ],
+    [
+      'a Google STS audience',
+      FORM,
+      body({
+        ...base,
+        audience: '//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x',
+      }),
+      'invalid_request',
+    ],
+    [
+      'a path trick in the audience',
+      FORM,
+      body({ ...base, audience: `//token-broker/serviceAccounts/${SA}/../tenants/blue` }),
+      'invalid_request',
+    ],
+  ])('refuses %s', (_, type, raw, expected) => {
+    expect(code(() => parseTokenExchange(type, raw))).toBe(expected);
+  });
+
+  it('maps a bad caller token to invalid_grant and a denial to invalid_target, with one text for every denial', () => {
+    const grant = tokenExchangeError(
+      new BrokerError('invalid_token', 'Caller authentication failed: expired.'),
+    ) as BrokerError;
+    expect([grant.code, grant.status]).toEqual(['invalid_grant', 400]);
+    const a = tokenExchangeError(new BrokerError('access_denied', 'x')) as BrokerError;
+    const b = tokenExchangeError(new BrokerError('access_denied', 'y')) as BrokerError;
+    expect([a.code, a.status]).toEqual(['invalid_target', 400]);
+    expect(a.message).toBe(b.message);
+    const other = new BrokerError('upstream_unavailable', 'down');
+    expect(tokenExchangeError(other)).toBe(other);
+  });
+});
