@@ -1,0 +1,328 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GoogleAuth } from 'google-auth-library';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { MetadataServer } from '../../infra/google/metadata.js';
+import { pythonAvailable, runPython } from '../support/python.js';
+import {
+  AUDIENCE,
+  BIGQUERY,
+  BILLING,
+  BLUE,
+  CALENDAR,
+  KEYLESS,
+  PLATFORM,
+  post,
+  REPORTING,
+  type Stack,
+  SYNC_JOB,
+  startStack,
+  UNGRANTED,
+} from './support/stack.js';
+
+const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+
+let stack: Stack;
+let broker: BrokerProcess;
+let workload: MetadataServer;
+let billing: string;
+
+beforeAll(async () => {
+  stack = await startStack();
+  broker = await stack.startBroker('broker');
+  // The caller's own instance: Google's libraries fetch its ID token from here (the URL source).
+  workload = await stack.google.startMetadataServer({ email: BILLING });
+  billing = await stack.callerToken(BILLING);
+});
+afterAll(async () => stack?.close());
+
+const stsUrl = () => `${broker.url}/sts`;
+
+/** An `external_account` credential file, as `broker-token credential-config` writes it. */
+function credentialFile(name: string, audience: string, source: Record<string, unknown>): string {
+  const path = join(stack.dir, `${name}.json`);
+  writeFileSync(
+    path,
+    JSON.stringify({
+      type: 'external_account',
+      audience,
+      subject_token_type: ID_TOKEN,
+      token_url: stsUrl(),
+      credential_source: source,
+    }),
+  );
+  return path;
+}
+
+/** The caller's ID token in a file, with the trailing newline a real file has. */
+function tokenFile(name: string, token: string): string {
+  const path = join(stack.dir, `${name}.token`);
+  writeFileSync(path, `${token}\n`);
+  return path;
+}
+
+const urlSource = () => ({
+  url: `${workload.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(AUDIENCE)}&format=full`,
+  headers: { 'Metadata-Flavor': 'Google' },
+  format: { type: 'text' },
+});
+
+async function tokeninfo(token: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`${stack.google.tokeninfoUrl}?access_token=${encodeURIComponent(token)}`);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+function form(fields: Record<string, string>, extra = ''): string {
+  return new URLSearchParams(fields).toString() + extra;
+}
+
+async function sts(body: string, contentType = 'application/x-www-form-urlencoded', method = 'POST') {
+  const res = await fetch(stsUrl(), {
+    method,
+    headers: { 'content-type': contentType },
+    ...(method === 'POST' ? { body } : {}),
+  });
+  const text = await res.text();
+  return {
+    status: res.status,
+    headers: res.headers,
+    text,
+    json: JSON.parse(text) as Record<string, unknown>,
+  };
+}
+
+describe("Google's own auth libraries, unchanged, from an external_account credential file", () => {
+  it('google-auth-library (Node): file source → a token Google accepts, minted once and shared with /token', async () => {
+    const file = credentialFile('node-file', `//token-broker/serviceAccounts/${REPORTING}`, {
+      file: tokenFile('billing', billing),
+    });
+    const before = stack.google.stats.tokensIssued;
+    const auth = new GoogleAuth({ keyFilename: file, scopes: [BIGQUERY] });
+    const token = await auth.getAccessToken();
+    expect(token).toBeTruthy();
+    expect(await tokeninfo(token as string)).toMatchObject({ email: REPORTING, scope: BIGQUERY });
+    // The same cache entry as the JSON API's: a hit there, and no second mint.
+    const json = await post(
+      `${broker.url}/token`,
+      { serviceAccount: REPORTING, scopes: [BIGQUERY] },
+      { token: billing },
+    );
+    expect(json.headers.get('cache-status')).toBe('broker; hit');
+    expect(json.json['access_token']).toBe(token);
+    expect(stack.google.stats.tokensIssued - before).toBe(1);
+    // And the audit line is the token operation's.
+    const line = broker.lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find(
+        (l) =>
+          l['message'] === 'token served' &&
+          (l['httpRequest'] as Record<string, unknown>)['requestUrl'] === '/sts',
+      );
+    expect(line?.['audit']).toMatchObject({
+      operation: 'token',
+      caller: BILLING,
+      account: REPORTING,
+      cache: 'miss',
+    });
+  });
+
+  it("google-auth-library (Node) 10.5: the URL source reads the metadata server's `application/text` answer as a Blob, so it fails safely (use the executable source on Google Cloud)", async () => {
+    // Known upstream quirk: gaxios parses a response by its content type, and GCE/Cloud Run serve ID tokens as
+    // `application/text`, which it returns as a Blob; the library then sends "[object Blob]" as the subject token.
+    const before = { identity: workload.stats.identityRequests, iam: stack.google.stats.iamRequests.total };
+    const file = credentialFile('node-url', `//token-broker/serviceAccounts/${KEYLESS}`, urlSource());
+    const auth = new GoogleAuth({ keyFilename: file, scopes: [BIGQUERY] });
+    await expect(auth.getAccessToken()).rejects.toThrow(/invalid_grant/);
+    expect(workload.stats.identityRequests - before.identity).toBe(1);
+    expect(stack.google.stats.iamRequests.total).toBe(before.iam);
+  });
+
+  it('google-auth-library (Node): executable source', async () => {
+    const script = join(stack.dir, 'print-token.mjs');
+    const expiry = Math.floor(Date.now() / 1000) + 3000;
+    writeFileSync(
+      script,
+      `console.log(JSON.stringify({ version: 1, success: true, token_type: ${JSON.stringify(ID_TOKEN)}, id_token: ${JSON.stringify(billing)}, expiration_time: ${expiry} }));\n`,
+    );
+    const file = credentialFile('node-exec', `//token-broker/serviceAccounts/${REPORTING}`, {
+      executable: { command: `${process.execPath} ${script}`, timeout_millis: 10_000 },
+    });
+    process.env['GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES'] = '1';
+    try {
+      const token = await new GoogleAuth({ keyFilename: file, scopes: [BIGQUERY] }).getAccessToken();
+      expect(await tokeninfo(token as string)).toMatchObject({ email: REPORTING });
+    } finally {
+      delete process.env['GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES'];
+    }
+  });
+
+  describe.runIf(pythonAvailable())('Python google-auth', () => {
+    const script = (file: string) => `
+import json, google.auth
+from google.auth.transport.requests import Request
+creds, _ = google.auth.load_credentials_from_file(${JSON.stringify(file)}, scopes=[${JSON.stringify(BIGQUERY)}])
+creds.refresh(Request())
+print(json.dumps({"type": type(creds).__module__ + "." + type(creds).__name__, "token": creds.token}))
+`;
+
+    it('identity_pool.Credentials, file source with a trailing newline → a token Google accepts', async () => {
+      const file = credentialFile('py-file', `//token-broker/serviceAccounts/${REPORTING}`, {
+        file: tokenFile('billing-py', billing),
+      });
+      const out = JSON.parse(await runPython(script(file))) as { type: string; token: string };
+      expect(out.type).toBe('google.auth.identity_pool.Credentials');
+      expect(await tokeninfo(out.token)).toMatchObject({ email: REPORTING, scope: BIGQUERY });
+    });
+
+    it('identity_pool.Credentials, URL source: Python fetches the ID token from the metadata server', async () => {
+      const before = workload.stats.identityRequests;
+      const file = credentialFile('py-url', `//token-broker/serviceAccounts/${KEYLESS}`, urlSource());
+      const out = JSON.parse(await runPython(script(file))) as { token: string };
+      expect(await tokeninfo(out.token)).toMatchObject({ email: KEYLESS });
+      expect(workload.stats.identityRequests - before).toBe(1);
+    });
+  });
+});
+
+describe('token exchange answers and errors (RFC 8693, RFC 6749 §5.2)', () => {
+  const ok = () => ({
+    grant_type: GRANT,
+    subject_token: billing,
+    subject_token_type: ID_TOKEN,
+    audience: `//token-broker/serviceAccounts/${REPORTING}`,
+    scope: BIGQUERY,
+  });
+
+  it('answers 200 with the RFC 8693 fields, no-store and Cache-Status', async () => {
+    const r = await sts(form(ok()));
+    expect(r.status).toBe(200);
+    expect(Object.keys(r.json).sort()).toEqual([
+      'access_token',
+      'expires_in',
+      'issued_token_type',
+      'token_type',
+    ]);
+    expect(r.json).toMatchObject({
+      issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      token_type: 'Bearer',
+    });
+    expect(r.headers.get('cache-control')).toBe('no-store');
+    expect(r.headers.get('cache-status')).toMatch(/^broker; /);
+  });
+
+  it('serves domain-wide delegation and tenants through the audience', async () => {
+    const job = await stack.callerToken(SYNC_JOB);
+    const dwd = await sts(
+      form({
+        ...ok(),
+        subject_token: job,
+        audience: `//token-broker/serviceAccounts/${REPORTING}/subjects/alice@acme.com`,
+        scope: CALENDAR,
+      }),
+    );
+    expect(dwd.status).toBe(200);
+    expect(await tokeninfo(dwd.json['access_token'] as string)).toMatchObject({ sub: 'alice@acme.com' });
+    const platform = await stack.callerToken(PLATFORM);
+    const tenant = await sts(
+      form({
+        ...ok(),
+        subject_token: platform,
+        audience: '//token-broker/tenants/blue',
+        scope: 'https://www.googleapis.com/auth/drive.file',
+      }),
+    );
+    expect(tenant.status).toBe(200);
+    expect(await tokeninfo(tenant.json['access_token'] as string)).toMatchObject({ email: BLUE });
+  });
+
+  it.each([
+    [
+      'a missing subject_token',
+      () => {
+        const f: Record<string, string> = ok();
+        delete f['subject_token'];
+        return form(f);
+      },
+      'invalid_request',
+    ],
+    ['a repeated scope', () => form(ok(), `&scope=${encodeURIComponent(BIGQUERY)}`), 'invalid_request'],
+    [
+      'a malformed audience',
+      () => form({ ...ok(), audience: 'https://broker.example/sa' }),
+      'invalid_request',
+    ],
+    [
+      'a scope with a comma',
+      () => form({ ...ok(), scope: `${BIGQUERY},https://www.googleapis.com/auth/cloud-platform` }),
+      'invalid_request',
+    ],
+    [
+      'another grant type',
+      () => form({ ...ok(), grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer' }),
+      'unsupported_grant_type',
+    ],
+    [
+      'a forged subject token',
+      () => form({ ...ok(), subject_token: `${billing.slice(0, -4)}AAAA` }),
+      'invalid_grant',
+    ],
+    ['garbage as the subject token', () => form({ ...ok(), subject_token: 'not-a-jwt' }), 'invalid_grant'],
+  ])('answers 400 for %s', async (_, body, error) => {
+    const r = await sts(body());
+    expect(r.status).toBe(400);
+    expect(r.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(r.json['error']).toBe(error);
+    expect(typeof r.json['error_description']).toBe('string');
+    expect(r.text).not.toContain(billing);
+  });
+
+  it('gives unknown and forbidden audiences the same 400 invalid_target body', async () => {
+    const unknown = await sts(
+      form({ ...ok(), audience: '//token-broker/serviceAccounts/nobody@acme.iam.gserviceaccount.com' }),
+    );
+    const forbidden = await sts(form({ ...ok(), audience: `//token-broker/serviceAccounts/${BLUE}` }));
+    const unknownTenant = await sts(form({ ...ok(), audience: '//token-broker/tenants/nobody' }));
+    expect([unknown.status, forbidden.status, unknownTenant.status]).toEqual([400, 400, 400]);
+    expect(unknown.json['error']).toBe('invalid_target');
+    expect(forbidden.text).toBe(unknown.text);
+    expect(unknownTenant.text).toBe(unknown.text);
+  });
+
+  it('answers wrong methods and content types in JSON, never HTML', async () => {
+    const get = await sts('', 'application/x-www-form-urlencoded', 'GET');
+    expect([get.status, get.json['error']]).toEqual([405, 'method_not_allowed']);
+    for (const type of ['application/json', 'text/plain', 'multipart/form-data; boundary=x']) {
+      const r = await sts(type === 'application/json' ? '{"bad json' : form(ok()), type);
+      expect(r.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(r.status === 415 || r.status === 400).toBe(true);
+      expect(r.text).not.toMatch(/<html|<pre/i);
+    }
+    const big = await sts(form({ ...ok(), scope: `${BIGQUERY} ${'x'.repeat(70_000)}` }));
+    expect([big.status, big.json['error']]).toEqual([413, 'request_too_large']);
+  });
+
+  it("passes IAM's refusal through as 502 and an unreachable IAM as 503", async () => {
+    const refused = await sts(form({ ...ok(), audience: `//token-broker/serviceAccounts/${UNGRANTED}` }));
+    expect([refused.status, refused.json['error'], refused.json['upstream_error']]).toEqual([
+      502,
+      'upstream_rejected',
+      'PERMISSION_DENIED',
+    ]);
+    stack.google.injectIamFault({ kind: 'status', status: 503 }, Number.POSITIVE_INFINITY);
+    try {
+      const down = await sts(
+        form({
+          ...ok(),
+          audience: `//token-broker/serviceAccounts/${KEYLESS}`,
+          scope: CALENDAR,
+          subject_token: await stack.callerToken(SYNC_JOB),
+        }),
+      );
+      expect(down.status === 503 || down.status === 400).toBe(true);
+    } finally {
+      stack.google.reset();
+    }
+  });
+});
