@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { credentials } from '@grpc/grpc-js';
-import { PassThroughClient } from 'google-auth-library';
+import { GoogleAuth, PassThroughClient } from 'google-auth-library';
 import { ROOT, startBrokerProcess } from './broker-process.js';
 import { generateServiceAccountKey } from './google/keys.js';
 import { startGoogleStandIn } from './google/server.js';
@@ -29,6 +29,9 @@ const OPS = `ops@${PROJECT}.iam.gserviceaccount.com`;
 const BIGQUERY = 'https://www.googleapis.com/auth/bigquery.readonly';
 const CALENDAR = 'https://www.googleapis.com/auth/calendar.readonly';
 const ALICE = 'alice@demo.example';
+/** The broker's own identity (its metadata server's), and the keyless account the scheduled job acts through. */
+const BROKER_SA = `token-broker@${PROJECT}.iam.gserviceaccount.com`;
+const CALENDAR_SYNC = `calendar-sync@${PROJECT}.iam.gserviceaccount.com`;
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const step = (s: string) => console.log(`\n${bold(`▸ ${s}`)}`);
@@ -79,6 +82,17 @@ async function main(): Promise<void> {
   google.addUser(ALICE);
   google.allowDelegation(REPORTING, [CALENDAR]);
 
+  step('Setting up a keyless account: no key anywhere, IAM signs for it');
+  const metadata = await google.startMetadataServer({ email: BROKER_SA, projectId: PROJECT });
+  google.registerKeylessAccount(CALENDAR_SYNC);
+  google.grantTokenCreator(CALENDAR_SYNC, BROKER_SA);
+  google.allowDelegation(CALENDAR_SYNC, [CALENDAR]);
+  console.log(`  metadata server stand-in    ${metadata.url}  (the broker runs as ${BROKER_SA})`);
+  console.log(`  IAM Credentials stand-in    ${google.iamUrl}`);
+  console.log(
+    `  ${CALENDAR_SYNC}: keyless; ${BROKER_SA} holds roles/iam.serviceAccountTokenCreator on it alone`,
+  );
+
   // The reporting key goes into Secret Manager through the official client, as an operator would.
   const client = new SecretManagerServiceClient({
     apiEndpoint: secretManager.host.split(':')[0] ?? '127.0.0.1',
@@ -106,10 +120,16 @@ async function main(): Promise<void> {
     serviceAccounts: [
       { email: REPORTING, key: `projects/${PROJECT}/secrets/reporting-key/versions/latest` },
       { email: BLUE, key: 'file:keys/blue.json', tenant: 'blue' },
+      { email: CALENDAR_SYNC, keyless: true },
     ],
     grants: [
       { callers: [BILLING], serviceAccounts: [REPORTING], scopes: [BIGQUERY] },
-      { callers: [SYNC_JOB], serviceAccounts: [REPORTING], scopes: [CALENDAR], subjects: ['*@demo.example'] },
+      {
+        callers: [SYNC_JOB],
+        serviceAccounts: [CALENDAR_SYNC],
+        scopes: [CALENDAR],
+        subjects: ['*@demo.example'],
+      },
       {
         callers: [`platform@${PROJECT}.iam.gserviceaccount.com`],
         tenants: ['*'],
@@ -136,10 +156,12 @@ async function main(): Promise<void> {
       BROKER_ISSUERS: google.issuer,
       BROKER_TOKEN_URL: google.tokenUrl,
       SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
+      GCE_METADATA_HOST: metadata.host,
+      BROKER_IAM_CREDENTIALS_URL: google.iamUrl,
       ...cache?.env,
     },
   });
-  console.log(`  ${broker.url}  (POST /token, /jwt, /idtoken, /admin/purge)`);
+  console.log(`  ${broker.url}  (POST /token, /jwt, /idtoken, /sts, /admin/purge)`);
 
   const call = async (caller: string, path: string, body: unknown) => {
     const idToken = await google.issueIdToken({ email: caller, audience });
@@ -158,32 +180,72 @@ async function main(): Promise<void> {
   const again = await call(BILLING, '/token', plainBody);
   console.log(`  again → ${again.res.status}, Cache-Status: ${again.res.headers.get('cache-status')}`);
 
-  step(`A scheduled job (${SYNC_JOB}) asks for a delegated token, acting as ${ALICE}`);
+  step(
+    `A scheduled job (${SYNC_JOB}) asks for a delegated token as ${ALICE}, through the keyless ${CALENDAR_SYNC}`,
+  );
   const delegated = await call(SYNC_JOB, '/token', {
-    serviceAccount: REPORTING,
+    serviceAccount: CALENDAR_SYNC,
     scopes: [CALENDAR],
     subject: ALICE,
   });
   report(delegated.res, delegated.json);
+  // The broker writes its log lines once per event-loop turn: give the line a moment to arrive.
+  let keylessLine: string | undefined;
+  for (let i = 0; i < 50 && keylessLine === undefined; i++) {
+    keylessLine = broker.lines.find((l) => l.includes('"accountMode":"keyless"'));
+    if (keylessLine === undefined) await new Promise((r) => setTimeout(r, 20));
+  }
+  console.log(
+    `  minted keyless: IAM signJwt calls ${google.stats.iamRequests.signJwt}, Secret Manager reads for it 0 (audit: accountMode ${keylessLine ? '"keyless"' : 'missing'})`,
+  );
 
-  step("Checking both tokens at the Google stand-in's tokeninfo");
-  for (const r of [first, delegated]) {
-    const info = await fetch(
-      `${google.tokeninfoUrl}?access_token=${encodeURIComponent(String(r.json['access_token']))}`,
-    );
+  step("Google's own auth library (google-auth-library) through token exchange, with no broker code");
+  const credentialFile = join(dir, 'billing-credentials.json');
+  const subjectTokenFile = join(dir, 'billing-id-token');
+  writeFileSync(subjectTokenFile, `${await google.issueIdToken({ email: BILLING, audience })}\n`, {
+    mode: 0o600,
+  });
+  writeFileSync(
+    credentialFile,
+    `${JSON.stringify(
+      {
+        type: 'external_account',
+        audience: `//token-broker/serviceAccounts/${REPORTING}`,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+        token_url: `${broker.url}/sts`,
+        credential_source: { file: subjectTokenFile },
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.log(`  GOOGLE_APPLICATION_CREDENTIALS=${credentialFile}`);
+  const exchanged = await new GoogleAuth({
+    keyFilename: credentialFile,
+    scopes: [BIGQUERY],
+  }).getAccessToken();
+  console.log(
+    `  GoogleAuth.getAccessToken() → ${exchanged ? short(exchanged) : 'nothing'} (${exchanged === first.json['access_token'] ? 'the same token the microservice got: one cache entry' : 'a new token'})`,
+  );
+
+  step("Checking the tokens at the Google stand-in's tokeninfo");
+  for (const token of [first.json['access_token'], delegated.json['access_token'], exchanged]) {
+    const info = await fetch(`${google.tokeninfoUrl}?access_token=${encodeURIComponent(String(token))}`);
     console.log(`  ${info.status} ${JSON.stringify(await info.json())}`);
   }
 
   const ok =
     first.res.status === 200 &&
     again.res.headers.get('cache-status') === 'broker; hit' &&
-    delegated.res.status === 200;
+    delegated.res.status === 200 &&
+    keylessLine !== undefined &&
+    exchanged === first.json['access_token'];
   step(ok ? 'End to end: OK' : 'End to end: FAILED');
   console.log(
     '\nRepeat the delegated request yourself (the caller ID token is a local one, valid for an hour):\n',
   );
   console.log(
-    `curl -sS -X POST ${broker.url}/token \\\n  -H 'Content-Type: application/json' \\\n  -H 'Authorization: Bearer ${delegated.idToken}' \\\n  -d '${JSON.stringify({ serviceAccount: REPORTING, scopes: [CALENDAR], subject: ALICE })}'`,
+    `curl -sS -X POST ${broker.url}/token \\\n  -H 'Content-Type: application/json' \\\n  -H 'Authorization: Bearer ${delegated.idToken}' \\\n  -d '${JSON.stringify({ serviceAccount: CALENDAR_SYNC, scopes: [CALENDAR], subject: ALICE })}'`,
   );
   console.log(
     `\nMint a caller ID token for another caller:\n\ncurl -sS -X POST ${google.url}/local/idtoken -H 'Content-Type: application/json' -d '{"email":"${BILLING}","audience":"${audience}"}'`,

@@ -63,7 +63,7 @@ describe('configuration is checked at start', () => {
 });
 
 describe('npm start', () => {
-  it('runs the whole stack and serves a plain and a delegated token end to end', async () => {
+  it('runs the whole stack and serves a keyed token, a keyless delegated token and a token-exchange token end to end', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, [`${ROOT}dist/infra/start.js`, '--once'], {
       cwd: ROOT,
       timeout: 60_000,
@@ -72,5 +72,8 @@ describe('npm start', () => {
     expect(stdout).toContain('broker; fwd=miss');
     expect(stdout).toContain('broker; hit');
     expect(stdout).toMatch(/curl -sS -X POST http:\/\/127\.0\.0\.1:\d+\/token/);
+    expect(stdout).toContain('minted keyless: IAM signJwt calls 1, Secret Manager reads for it 0 (audit: accountMode "keyless")');
+    expect(stdout).toContain('the same token the microservice got: one cache entry');
+    expect(stdout).toContain('"sub":"alice@demo.example"');
   }, 90_000);
 });
