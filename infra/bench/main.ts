@@ -15,6 +15,9 @@
  *                beside one bare @upstash/redis GET round trip to the same front
  *   cold start   spawn → first token served from L2; beside spawn → first answer of the bare handler
  *   load times   import time of each heavy module in a fresh process
+ *   keyless      IAM calls for one cold keyless token, N concurrent requests across 3 instances; the broker's own
+ *                metadata-token fetches per 100 keyless mints; the broker's time on a keyless mint beyond the
+ *                IAM round trip (the IAM stand-in answers after a fixed delay), beside that round trip made bare
  *
  * Writes .tmp/bench/bench.json and .tmp/bench/bench.md. BENCH_SECONDS,
  * BENCH_SIGN_MS, BENCH_COLD_RUNS, BENCH_IMPORT_RUNS and BENCH_SEQUENTIAL
@@ -32,7 +35,9 @@ import {
   BIGQUERY,
   BILLING,
   BLUE,
+  CHAINED,
   DRIVE,
+  KEYLESS,
   PLATFORM,
   REPORTING,
   type Stack,
@@ -278,6 +283,106 @@ async function mints(stack: Stack, shared: Record<string, string>, billing: stri
   };
 }
 
+/** A fixed latency for every IAM answer, so that the broker's own share of a keyless mint can be told apart. */
+const IAM_DELAY_MS = 20;
+
+async function keyless(stack: Stack, shared: Record<string, string>, billing: string): Promise<Row[]> {
+  const iamCalls = () => stack.google.stats.iamRequests.generateAccessToken;
+  // One cold keyless token, 500 concurrent requests across three instances sharing the cache.
+  const brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', shared)));
+  let before = iamCalls();
+  const statuses = await Promise.all(
+    Array.from({ length: MINT_REQUESTS }, (_, i) =>
+      post(`${brokers[i % 3]!.url}/token`, billing, { serviceAccount: CHAINED, scopes: [BIGQUERY] }),
+    ),
+  );
+  const ok = statuses.filter((s) => s === 200).length;
+  const calls = iamCalls() - before;
+  await stopAll(brokers);
+
+  // 100 distinct keyless mints (ID tokens for 100 audiences) on a fresh broker: how often does it ask the
+  // metadata server for its own token? Then the same mints one at a time with IAM answering after a fixed delay.
+  const policyFile = join(stack.dir, 'keyless-bench-policy.json');
+  writeFileSync(
+    policyFile,
+    JSON.stringify({
+      serviceAccounts: [{ email: KEYLESS, keyless: true }],
+      grants: [{ callers: [BILLING], serviceAccounts: [KEYLESS], operations: ['idtoken'], audiences: ['*'] }],
+    }),
+  );
+  const broker = await stack.startBroker(
+    'broker',
+    { BROKER_POLICY_FILE: policyFile },
+    { logFile: join(ROOT, '.tmp', 'bench', 'broker-keyless.log') },
+  );
+  let audience = 0;
+  const mintOne = async () => {
+    const status = await post(`${broker.url}/idtoken`, billing, {
+      serviceAccount: KEYLESS,
+      audience: `https://svc-${audience++}.bench.example/`,
+    });
+    if (status !== 200) throw new Error(`keyless mint answered ${status}`);
+  };
+  try {
+    before = stack.metadata.stats.tokenRequests;
+    await Promise.all(Array.from({ length: 100 }, mintOne));
+    const fetches = stack.metadata.stats.tokenRequests - before;
+
+    stack.google.injectIamFault({ kind: 'delay', ms: IAM_DELAY_MS }, Number.POSITIVE_INFINITY);
+    const n = Math.min(SEQUENTIAL, 300);
+    const viaBroker = await sequential(n, mintOne);
+    // The reference: the same IAM call, made bare from here with the broker's own token.
+    const own = (await (
+      await fetch(`${stack.metadata.url}/computeMetadata/v1/instance/service-accounts/default/token`, {
+        headers: { 'Metadata-Flavor': 'Google' },
+      })
+    ).json()) as { access_token: string };
+    const bare = await sequential(n, async (i) => {
+      const r = await fetch(
+        `${stack.google.iamUrl}/v1/projects/-/serviceAccounts/${KEYLESS}:generateIdToken`,
+        {
+          method: 'POST',
+          headers: { authorization: `Bearer ${own.access_token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ audience: `https://bare-${i}.bench.example/`, includeEmail: true }),
+        },
+      );
+      await r.arrayBuffer();
+      if (r.status !== 200) throw new Error(`bare IAM call answered ${r.status}`);
+    });
+    stack.google.reset();
+    const [p50, bareP50] = [percentile(viaBroker, 50), percentile(bare, 50)];
+    return [
+      {
+        figure: `IAM calls for one cold keyless token, ${MINT_REQUESTS} concurrent requests across 3 instances`,
+        value: `${calls} (${ok}/${MINT_REQUESTS} answered 200)`,
+        reference: `${MINT_REQUESTS} requests`,
+        ratio: `${calls} per ${MINT_REQUESTS}`,
+        goal: 'exactly 1',
+        met: calls === 1 && ok === MINT_REQUESTS,
+      },
+      {
+        figure: 'metadata-server token fetches per 100 keyless mints',
+        value: String(fetches),
+        reference: '100 mints (ID tokens for 100 audiences), concurrent, on a fresh broker',
+        ratio: `${fetches} per 100`,
+        goal: 'at most 1',
+        met: fetches <= 1,
+      },
+      {
+        figure: `broker time on a keyless mint beyond the IAM round trip (IAM answers after ${IAM_DELAY_MS} ms)`,
+        value: `one at a time p50 ${ms(p50)}, p99 ${ms(percentile(viaBroker, 99))}`,
+        reference: `the same generateIdToken call made bare: p50 ${ms(bareP50)}, p99 ${ms(percentile(bare, 99))}`,
+        ratio: `p50 ${p50 - bareP50 >= 0 ? '+' : ''}${ms(p50 - bareP50)}`,
+        goal: 'p50 ≤ bare p50 + 2 ms',
+        met: p50 <= bareP50 + 2,
+      },
+    ];
+  } finally {
+    stack.google.reset();
+    await stopAll([broker]);
+  }
+}
+
 async function l1AndMemory(stack: Stack, shared: Record<string, string>, billing: string): Promise<Row[]> {
   const logFile = join(ROOT, '.tmp', 'bench', 'broker.log');
   const broker = await stack.startBroker('broker', shared, { logFile });
@@ -456,6 +561,7 @@ async function main(): Promise<void> {
     await step('L2', () => l2(stack, shared, platform));
     await step('cold start', () => coldStarts(stack, shared, billing));
     await step('load times', async () => loadTimes());
+    await step('keyless', () => keyless(stack, shared, billing));
 
     const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}`;
     const met = (m: boolean | undefined) => (m === undefined ? '' : m ? 'yes' : 'NO');
