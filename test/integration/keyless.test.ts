@@ -1,3 +1,6 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
@@ -13,6 +16,7 @@ import {
   KEYLESS,
   PLATFORM,
   post,
+  REPORTING,
   REPORTS_AUDIENCE,
   type Stack,
   SYNC_JOB,
@@ -211,6 +215,22 @@ describe('keyless faults', () => {
     stack.google.reset();
   });
 
+  it("fetches its own token again once when IAM answers 401 (the broker's token expired early)", async () => {
+    const b = await fresh();
+    expect(
+      (await post(`${b.url}/jwt`, { serviceAccount: KEYLESS, scopes: [BIGQUERY] }, { token: billing }))
+        .status,
+    ).toBe(200);
+    const fetches = stack.metadata.stats.tokenRequests;
+    stack.google.injectIamFault({ kind: 'status', status: 401 }, 1);
+    expect((await ask(b)).status).toBe(200);
+    expect(stack.metadata.stats.tokenRequests - fetches).toBe(1);
+    stack.google.injectIamFault({ kind: 'status', status: 401 }, 2);
+    const r = await ask(await fresh());
+    expect([r.status, r.json['upstream_error']]).toEqual([502, 'UNAUTHENTICATED']);
+    stack.google.reset();
+  });
+
   it('a hanging IAM becomes 503 within the deadline', async () => {
     const b = await fresh();
     stack.google.injectIamFault({ kind: 'hang' }, Number.POSITIVE_INFINITY);
@@ -233,6 +253,50 @@ describe('keyless faults', () => {
       await stack.metadata.setDown(false);
     }
     expect((await ask(b)).status).toBe(200);
+  });
+});
+
+describe('a deployment whose accounts are all keyless', () => {
+  it('never loads the Secret Manager client, where a keyed mint does', async () => {
+    const policyFile = join(stack.dir, 'keyless-only.json');
+    writeFileSync(
+      policyFile,
+      JSON.stringify({
+        serviceAccounts: [{ email: KEYLESS, keyless: true }],
+        grants: [
+          {
+            callers: [BILLING],
+            serviceAccounts: [KEYLESS],
+            scopes: [BIGQUERY],
+            operations: ['token', 'jwt', 'idtoken'],
+            audiences: [REPORTS_AUDIENCE],
+          },
+        ],
+      }),
+    );
+    const hook = pathToFileURL(fileURLToPath(new URL('../support/record-imports.mjs', import.meta.url))).href;
+    const loaded = async (env: Record<string, string>, requests: Array<[string, unknown]>) => {
+      const record = join(stack.dir, `imports-${Math.random().toString(36).slice(2)}.txt`);
+      writeFileSync(record, '');
+      const b = await stack.startBroker('broker', {
+        ...env,
+        NODE_OPTIONS: `--import ${hook}`,
+        RECORD_IMPORTS_FILE: record,
+      });
+      for (const [path, body] of requests)
+        expect((await post(`${b.url}${path}`, body, { token: billing })).status).toBe(200);
+      await b.stop();
+      return readFileSync(record, 'utf8').split('\n');
+    };
+    const keylessOnly = await loaded({ BROKER_POLICY_FILE: policyFile }, [
+      ['/token', { serviceAccount: KEYLESS, scopes: [BIGQUERY] }],
+      ['/jwt', { serviceAccount: KEYLESS, audience: REPORTS_AUDIENCE }],
+      ['/idtoken', { serviceAccount: KEYLESS, audience: REPORTS_AUDIENCE }],
+    ]);
+    expect(keylessOnly.some((url) => url.includes('/functions-framework/'))).toBe(true); // the hook saw the process load
+    expect(keylessOnly.filter((url) => url.includes('@google-cloud/secret-manager'))).toEqual([]);
+    const keyed = await loaded({}, [['/token', { serviceAccount: REPORTING, scopes: [BIGQUERY] }]]);
+    expect(keyed.some((url) => url.includes('@google-cloud/secret-manager'))).toBe(true);
   });
 });
 

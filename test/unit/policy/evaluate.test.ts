@@ -130,8 +130,10 @@ describe('authorize', () => {
     expect(accountsForPurge(policy, { tenant: 'red' })).toEqual([]);
   });
 
-  it('never gives a tenant-A caller a token of tenant B (property)', () => {
+  it('never gives a tenant-A caller a token of tenant B, keyed or keyless (property)', () => {
     const tenantIds = ['a', 'b', 'c', 'd'];
+    // Tenants c and d are keyless: IAM mints for them, with no key.
+    const keyless = new Set(['c', 'd']);
     const arb = fc.record({
       grants: fc.array(
         fc.record({
@@ -148,7 +150,7 @@ describe('authorize', () => {
         const p = compilePolicy({
           serviceAccounts: tenantIds.map((t) => ({
             email: `${t}@tenant-${t}.iam.gserviceaccount.com`,
-            key: `file:${t}.json`,
+            ...(keyless.has(t) ? { keyless: true } : { key: `file:${t}.json` }),
             tenant: t,
           })),
           grants: grants.map((g) => ({
@@ -165,7 +167,10 @@ describe('authorize', () => {
         });
         const granted = grants.some((g) => g.caller === caller && g.tenants.includes(tenant));
         expect(d.allowed).toBe(granted);
-        if (d.allowed) expect(d.account.email).toBe(`${tenant}@tenant-${tenant}.iam.gserviceaccount.com`);
+        if (d.allowed) {
+          expect(d.account.email).toBe(`${tenant}@tenant-${tenant}.iam.gserviceaccount.com`);
+          expect(d.account.mode).toBe(keyless.has(tenant) ? 'keyless' : 'keyed');
+        }
       }),
       { numRuns: 500 },
     );
