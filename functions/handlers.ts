@@ -28,7 +28,7 @@ export const TARGET_ROUTES = {
 } as const satisfies Record<string, Record<string, Route>>;
 
 /** A function target: one deployable function. */
-export type Target = keyof typeof TARGET_ROUTES;
+export type FunctionTarget = keyof typeof TARGET_ROUTES;
 
 /** The example scheduled job's entry point (functions/examples/delegated-job.ts), registered from the same source. */
 export const JOB_TARGET = 'delegatedJob';
@@ -53,7 +53,7 @@ interface Answer {
  * the answer and one log line. A call the service answers synchronously (a
  * cache hit for a known caller) is answered without a promise.
  */
-export function createHandler(rt: Runtime, target: Target): HttpFunction {
+export function createHandler(rt: Runtime, target: FunctionTarget): HttpFunction {
   const routes: Readonly<Record<string, Route>> = TARGET_ROUTES[target];
   return (req, res) => {
     const started = performance.now();

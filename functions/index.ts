@@ -8,12 +8,12 @@
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
-import { createHandler, JOB_TARGET, TARGET_ROUTES, type Target } from './handlers.js';
+import { createHandler, JOB_TARGET, TARGET_ROUTES, type FunctionTarget } from './handlers.js';
 import { installJsonFinalHandler } from './json-final-handler.js';
 import { createRuntime } from './runtime.js';
 
 /** The broker targets this module registers; the Terraform checks compare `entry_point`s with them. */
-export const TARGETS = Object.keys(TARGET_ROUTES) as Target[];
+export const TARGETS = Object.keys(TARGET_ROUTES) as FunctionTarget[];
 
 export { JOB_TARGET } from './handlers.js';
 

@@ -17,7 +17,7 @@ import { generateServiceAccountKey } from './google/keys.js';
 import { startGoogleStandIn } from './google/server.js';
 import { findRedisServer } from './redis/redis-server.js';
 import { startSecretManagerStandIn } from './secret-manager/server.js';
-import { type LocalSharedCache, startLocalSharedCache } from './shared-cache.js';
+import { type LocalSharedCache, startLocalSharedCache } from './local-shared-cache.js';
 
 const once = process.argv.includes('--once');
 const PROJECT = 'demo-project';

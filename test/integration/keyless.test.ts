@@ -5,7 +5,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
 import { redisAvailable } from '../../infra/redis/redis-server.js';
-import { type LocalSharedCache, startLocalSharedCache } from '../../infra/shared-cache.js';
+import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
 import {
   BIGQUERY,
   BILLING,
