@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Request, Response } from '@google-cloud/functions-framework';
 import type { Served } from '../shared/broker.js';
 import { BrokerError } from '../shared/errors.js';
+import { remainingSeconds } from '../shared/lifetime.js';
 import { fingerprint, type LogFields, type Severity, traceFields } from '../shared/log.js';
 import { Lru } from '../shared/lru.js';
 import type { MintRequest } from '../shared/request.js';
@@ -195,7 +196,7 @@ function isJson(contentType: string | undefined): boolean {
 }
 
 function responseBody(kind: MintRequest['kind'], served: Served, nowMs: number): Record<string, unknown> {
-  const expiresIn = Math.max(0, Math.floor((served.expiresAt - nowMs) / 1000));
+  const expiresIn = Math.max(0, remainingSeconds(served.expiresAt, nowMs));
   const expiresAt = Math.floor(served.expiresAt / 1000);
   switch (kind) {
     case 'token':

@@ -8,7 +8,7 @@
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/log.js';
-import { createHandler, JOB_TARGET, TARGET_ROUTES, type FunctionTarget } from './handlers.js';
+import { createHandler, type FunctionTarget, JOB_TARGET, TARGET_ROUTES } from './handlers.js';
 import { installJsonFinalHandler } from './json-final-handler.js';
 import { createRuntime } from './runtime.js';
 

@@ -1,5 +1,6 @@
 import { ACCESS_DENIED, type Served } from './broker.js';
 import { BrokerError } from './errors.js';
+import { remainingSeconds } from './lifetime.js';
 import type { Call } from './service.js';
 
 /**
@@ -90,7 +91,7 @@ export function tokenExchangeResponse(served: Served, nowMs: number): Record<str
     access_token: served.token,
     issued_token_type: ACCESS_TOKEN_TYPE,
     token_type: 'Bearer',
-    expires_in: Math.max(0, Math.floor((served.expiresAt - nowMs) / 1000)),
+    expires_in: Math.max(0, remainingSeconds(served.expiresAt, nowMs)),
   };
 }
 
