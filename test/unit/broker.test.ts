@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import type { IamCredentials } from '../../shared/adapters/iam-credentials.js';
 import type { SecretSource } from '../../shared/adapters/secret-source.js';
 import type { TokenEndpoint } from '../../shared/adapters/token-endpoint.js';
 import { ACCESS_DENIED, createBroker } from '../../shared/broker.js';
@@ -8,6 +9,7 @@ import { TokenStore } from '../../shared/cache/token-store.js';
 import { BrokerError } from '../../shared/errors.js';
 import { createKeyStore } from '../../shared/key-store.js';
 import { createKeyedMinter } from '../../shared/minting/keyed.js';
+import { createKeylessMinter } from '../../shared/minting/keyless.js';
 import { compilePolicy } from '../../shared/policy/load.js';
 import { type MintRequest, parseJwtRequest, parseTokenRequest } from '../../shared/request.js';
 
@@ -191,6 +193,61 @@ describe('broker', () => {
     >;
     expect(claims).toMatchObject({ iss: SA, sub: SA, aud: 'https://firestore.googleapis.com/' });
     expect(served.expiresAt).toBe(Number(claims['exp']) * 1000);
+  });
+
+  it('mints keyless accounts through IAM with no secret read, and serves them stale while IAM is unreachable', async () => {
+    let now = 1_700_000_000_000;
+    const KEYLESS = 'keyless@p.iam.gserviceaccount.com';
+    const script: Array<'ok' | BrokerError> = ['ok', unavailable()];
+    const calls: string[] = [];
+    const iam: IamCredentials = {
+      async generateAccessToken(account, scopes, delegates) {
+        calls.push(`generateAccessToken ${account} ${scopes.join(' ')} ${delegates.join(',')}`);
+        const next = script.shift() ?? 'ok';
+        if (next !== 'ok') throw next;
+        return { token: `ya29.keyless-${calls.length}`, expiresAt: now + 3600_000 };
+      },
+      signJwt: () => Promise.reject(new Error('not used')),
+      generateIdToken: () => Promise.reject(new Error('not used')),
+    };
+    const src = secrets();
+    const keylessPolicy = compilePolicy({
+      serviceAccounts: [{ email: KEYLESS, keyless: true, delegates: ['hop@p.iam.gserviceaccount.com'] }],
+      grants: [{ callers: [CALLER], serviceAccounts: [KEYLESS], scopes: [SCOPE] }],
+    });
+    const { ep } = endpoint();
+    const broker = createBroker({
+      policy: keylessPolicy,
+      minters: {
+        keyed: createKeyedMinter({
+          keys: createKeyStore({ secrets: src, now: () => now }),
+          tokenEndpoint: ep,
+          tokenUrl: 'https://oauth2.googleapis.com/token',
+          now: () => now,
+        }),
+        keyless: createKeylessMinter({
+          iam,
+          tokenEndpoint: ep,
+          tokenUrl: 'https://oauth2.googleapis.com/token',
+          now: () => now,
+        }),
+      },
+      store: new TokenStore({
+        l1: createMemoryCache({ now: () => now }),
+        refreshSkewSeconds: 300,
+        refreshAheadSeconds: 0,
+        now: () => now,
+      }),
+    });
+    const admitted = broker.admit(CALLER, parseTokenRequest({ serviceAccount: KEYLESS, scopes: [SCOPE] }));
+    if (!('admitted' in admitted)) throw new Error('denied');
+    expect(admitted.admitted.account.mode).toBe('keyless');
+    const first = await broker.serve(admitted.admitted);
+    expect(first).toMatchObject({ token: 'ya29.keyless-1', cache: 'miss' });
+    expect(calls).toEqual([`generateAccessToken ${KEYLESS} ${SCOPE} hop@p.iam.gserviceaccount.com`]);
+    now += (3600 - 200) * 1000; // past the skew, IAM unreachable: the token in hand is served stale
+    expect(await broker.serve(admitted.admitted)).toMatchObject({ token: 'ya29.keyless-1', cache: 'stale' });
+    expect(src.reads).toBe(0);
   });
 
   it('purges an account: its next request mints again', async () => {
