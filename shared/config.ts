@@ -1,6 +1,7 @@
 import { ConfigError } from './errors.js';
 import { compilePolicy } from './policy/load.js';
 import type { CompiledPolicy } from './policy/types.js';
+import { type IntSettingName, SETTINGS, type SettingName, type UrlSettingName } from './settings.js';
 
 /** The broker's configuration, checked once at start (docs/configuration.md). */
 export interface Config {
@@ -42,20 +43,6 @@ export interface LoadConfigIo {
   resolve: (...paths: string[]) => string;
 }
 
-const DEFAULTS = {
-  jwksUrl: 'https://www.googleapis.com/oauth2/v3/certs',
-  issuers: 'https://accounts.google.com,accounts.google.com',
-  tokenUrl: 'https://oauth2.googleapis.com/token',
-  refreshSkewSeconds: 300,
-  clockToleranceSeconds: 30,
-  keyTtlSeconds: 600,
-  l1MaxEntries: 10_000,
-  refreshAheadSeconds: 300,
-  cacheTimeoutMs: 250,
-  metadataHost: 'metadata.google.internal',
-  iamCredentialsUrl: 'https://iamcredentials.googleapis.com',
-} as const;
-
 const HOST_AND_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
 // The metadata server's port is optional (Google's listens on 80).
 const HOST_PORT = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-fA-F:]+\](?::\d{1,5})?$/;
@@ -67,21 +54,19 @@ const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
  */
 export function loadConfig(env: Env, io: LoadConfigIo): Config {
   const problems: string[] = [];
-  const str = (name: string): string | undefined => {
+  // Only the table's variables can be read: a new one needs its row (default, range, meaning) first.
+  const str = (name: SettingName): string | undefined => {
     const v = env[name];
     return v === undefined || v.trim() === '' ? undefined : v.trim();
   };
-  const url = (name: string, fallback?: string): string => {
-    const value = str(name) ?? fallback;
-    if (value === undefined) {
-      problems.push(`${name} is required`);
-      return '';
-    }
+  const url = (name: UrlSettingName): string => {
+    const value = str(name) ?? SETTINGS[name].default;
     const problem = checkUrl(value);
     if (problem) problems.push(`${name}: ${problem}`);
     return value;
   };
-  const int = (name: string, fallback: number, min: number, max: number): number => {
+  const int = (name: IntSettingName): number => {
+    const { default: fallback, min, max } = SETTINGS[name];
     const raw = str(name);
     if (raw === undefined) return fallback;
     const n = Number(raw);
@@ -91,7 +76,7 @@ export function loadConfig(env: Env, io: LoadConfigIo): Config {
     }
     return n;
   };
-  const bool = (name: string): boolean => {
+  const bool = (name: SettingName): boolean => {
     const raw = str(name);
     if (raw === undefined || raw === 'false' || raw === '0') return false;
     if (raw === 'true' || raw === '1') return true;
@@ -145,9 +130,9 @@ export function loadConfig(env: Env, io: LoadConfigIo): Config {
   const audience = str('BROKER_AUDIENCE');
   if (audience === undefined)
     problems.push('BROKER_AUDIENCE is required: the `aud` that caller ID tokens must carry');
-  const jwksUrl = url('BROKER_JWKS_URL', DEFAULTS.jwksUrl);
-  const tokenUrl = url('BROKER_TOKEN_URL', DEFAULTS.tokenUrl);
-  const issuers = (str('BROKER_ISSUERS') ?? DEFAULTS.issuers)
+  const jwksUrl = url('BROKER_JWKS_URL');
+  const tokenUrl = url('BROKER_TOKEN_URL');
+  const issuers = (str('BROKER_ISSUERS') ?? SETTINGS.BROKER_ISSUERS.default)
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
@@ -182,11 +167,11 @@ export function loadConfig(env: Env, io: LoadConfigIo): Config {
     problems.push('SECRET_MANAGER_EMULATOR_HOST must be host:port');
   }
 
-  const metadataHost = str('GCE_METADATA_HOST') ?? DEFAULTS.metadataHost;
+  const metadataHost = str('GCE_METADATA_HOST') ?? SETTINGS.GCE_METADATA_HOST.default;
   if (!HOST_PORT.test(metadataHost)) {
     problems.push('GCE_METADATA_HOST must be a host name, optionally with :port (e.g. 127.0.0.1:8080)');
   }
-  const iamCredentialsUrl = url('BROKER_IAM_CREDENTIALS_URL', DEFAULTS.iamCredentialsUrl);
+  const iamCredentialsUrl = url('BROKER_IAM_CREDENTIALS_URL');
 
   const config: Config = {
     policy: policy as CompiledPolicy,
@@ -197,15 +182,15 @@ export function loadConfig(env: Env, io: LoadConfigIo): Config {
     tokenUrl,
     upstash,
     cacheKey,
-    refreshSkewSeconds: int('BROKER_REFRESH_SKEW_SECONDS', DEFAULTS.refreshSkewSeconds, 0, 3300),
+    refreshSkewSeconds: int('BROKER_REFRESH_SKEW_SECONDS'),
     secretManagerEmulatorHost: emulator,
     allowSignatureRemovedByGoogle: bool('BROKER_ALLOW_SIGNATURE_REMOVED_BY_GOOGLE'),
-    clockToleranceSeconds: int('BROKER_CLOCK_TOLERANCE_SECONDS', DEFAULTS.clockToleranceSeconds, 0, 300),
+    clockToleranceSeconds: int('BROKER_CLOCK_TOLERANCE_SECONDS'),
     projectId: str('GOOGLE_CLOUD_PROJECT') ?? str('GCP_PROJECT'),
-    keyTtlSeconds: int('BROKER_KEY_TTL_SECONDS', DEFAULTS.keyTtlSeconds, 1, 86_400),
-    l1MaxEntries: int('BROKER_L1_MAX_ENTRIES', DEFAULTS.l1MaxEntries, 1, 1_000_000),
-    refreshAheadSeconds: int('BROKER_REFRESH_AHEAD_SECONDS', DEFAULTS.refreshAheadSeconds, 0, 3000),
-    cacheTimeoutMs: int('BROKER_CACHE_TIMEOUT_MS', DEFAULTS.cacheTimeoutMs, 10, 10_000),
+    keyTtlSeconds: int('BROKER_KEY_TTL_SECONDS'),
+    l1MaxEntries: int('BROKER_L1_MAX_ENTRIES'),
+    refreshAheadSeconds: int('BROKER_REFRESH_AHEAD_SECONDS'),
+    cacheTimeoutMs: int('BROKER_CACHE_TIMEOUT_MS'),
     metadataHost,
     iamCredentialsUrl,
   };

@@ -54,6 +54,29 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads the metadata server and the IAM Credentials API for keyless accounts, with the same URL rules', () => {
+    expect(loadConfig(base, io)).toMatchObject({
+      metadataHost: 'metadata.google.internal',
+      iamCredentialsUrl: 'https://iamcredentials.googleapis.com',
+    });
+    expect(
+      loadConfig(
+        { ...base, GCE_METADATA_HOST: '127.0.0.1:8080', BROKER_IAM_CREDENTIALS_URL: 'http://127.0.0.1:9' },
+        io,
+      ),
+    ).toMatchObject({ metadataHost: '127.0.0.1:8080', iamCredentialsUrl: 'http://127.0.0.1:9' });
+    expect(
+      problems({
+        ...base,
+        GCE_METADATA_HOST: 'http://evil.example/x',
+        BROKER_IAM_CREDENTIALS_URL: 'http://iam.example',
+      }),
+    ).toEqual([
+      'GCE_METADATA_HOST must be a host name, optionally with :port (e.g. 127.0.0.1:8080)',
+      'BROKER_IAM_CREDENTIALS_URL: must be https (http is accepted only for loopback hosts), got http://iam.example',
+    ]);
+  });
+
   it('reads the policy from a file and resolves file: keys beside it', () => {
     const c = loadConfig({ BROKER_POLICY_FILE: '/etc/broker/policy.json', BROKER_AUDIENCE: 'x' }, io);
     expect(c.keyBaseDir).toBe('/etc/broker');
