@@ -135,7 +135,8 @@ async function handleAsync(
   x: Exchange,
   known: Caller | undefined,
 ): Promise<void> {
-  const caller = known ?? (await rt.verifier.verify(req.headers.authorization));
+  const caller =
+    known ?? (await rt.verifier.verify(req.headers.authorization, header(req, 'x-serverless-authorization')));
   x.audit['caller'] = caller.email;
   const limit = rateLimitFor(rt.config.policy, caller.email);
   if (limit) {
@@ -218,7 +219,7 @@ function finish(rt: Runtime, req: Request, x: Exchange): void {
   x.audit['latencyMs'] = latencyMs;
   rt.log.log(severityOf(x.status), x.message, {
     requestId: x.requestId,
-    ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId),
+    ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId, header(req, 'traceparent')),
     httpRequest: {
       requestMethod: req.method,
       requestUrl: req.originalUrl ?? req.url,
