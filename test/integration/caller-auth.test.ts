@@ -158,4 +158,29 @@ describe('caller authentication', () => {
     expect(jwksFetches - before).toBe(1); // one refetch for the unknown kid, then the cooldown
     jwksUp = true;
   });
+
+  it('before the first key: one fetch per wait, 1 s then doubling, whatever the number of requests', async () => {
+    let now = Date.now();
+    const v = verifier({ now: () => now });
+    jwksUp = false;
+    const before = jwksFetches;
+    const bad = async () => {
+      const err = await v.verify(`Bearer ${await token()}`, undefined).catch((e: unknown) => e);
+      expect((err as BrokerError).code).toBe('upstream_unavailable');
+      return err as BrokerError;
+    };
+    await Promise.all(Array.from({ length: 20 }, bad));
+    for (let i = 0; i < 20; i++) await bad();
+    expect(jwksFetches - before).toBe(1);
+    now += 1_001;
+    expect((await bad()).retryAfterSeconds).toBe(2); // the second failure waits 2 s
+    for (let i = 0; i < 20; i++) await bad();
+    expect(jwksFetches - before).toBe(2);
+    jwksUp = true;
+    now += 2_001;
+    expect((await v.verify(`Bearer ${await token()}`, undefined)).email).toBe(
+      'billing@acme.iam.gserviceaccount.com',
+    );
+    expect(jwksFetches - before).toBe(3);
+  });
 });
