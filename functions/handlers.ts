@@ -170,7 +170,7 @@ function finish(
   const latencyMs = Math.round((performance.now() - started) * 100) / 100;
   rt.log.log(severityOf(answer.status), answer.message, {
     requestId,
-    ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId),
+    ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId, header(req, 'traceparent')),
     httpRequest: {
       requestMethod: req.method,
       requestUrl: req.originalUrl ?? req.url,

@@ -27,7 +27,6 @@ if (serving === JOB_TARGET) {
   const { createDelegatedJob, delegatedJobOptionsFromEnv } = await import('./examples/delegated-job.js');
   functions.http(JOB_TARGET, createDelegatedJob(delegatedJobOptionsFromEnv(process.env)));
 } else {
-  installJsonFinalHandler();
   const log = createLogger();
   let runtime: ReturnType<typeof createRuntime>;
   try {
@@ -40,6 +39,7 @@ if (serving === JOB_TARGET) {
     }
     throw err;
   }
+  installJsonFinalHandler({ log: runtime.log, projectId: runtime.config.projectId });
   for (const target of TARGETS) functions.http(target, createHandler(runtime, target));
   runtime.warm();
 }

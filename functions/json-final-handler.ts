@@ -1,10 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { BrokerError } from '../shared/errors.js';
+import { type Logger, traceFields } from '../shared/log.js';
+import { type BodyRequest, MAX_BODY_BYTES, readBody, tooLarge } from './body.js';
 import { sendError } from './respond.js';
 
-/** Largest request body the broker reads (CONTRACT.md: 413 over 64 KiB). */
-export const MAX_BODY_BYTES = 64 * 1024;
+export { MAX_BODY_BYTES } from './body.js';
+
+/** Milliseconds a client has to send its request headers; then it gets a 408 and the connection is closed. */
+export const HEADERS_TIMEOUT_MS = 5_000;
+/** Milliseconds a client has to send its whole request, headers and body; then the same. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
+/** After a refusal, how long a client still sending has to read the answer before the connection is cut. */
+const LINGER_MS = 1_000;
+
+const SERVER_OPTIONS = {
+  headersTimeout: HEADERS_TIMEOUT_MS,
+  requestTimeout: REQUEST_TIMEOUT_MS,
+  connectionsCheckingInterval: 1_000,
+};
 
 type ExpressLike = RequestListener & { handle: unknown } & ((
     req: IncomingMessage,
@@ -12,21 +27,32 @@ type ExpressLike = RequestListener & { handle: unknown } & ((
     next: (err?: unknown) => void,
   ) => void);
 
+/** Where the edge writes the log line of a request it answers itself. */
+export interface EdgeOptions {
+  log?: Logger;
+  projectId?: string | undefined;
+}
+
 // The CommonJS module the framework uses (see shared/adapters/http.ts for why not an ES import).
 const http = process.getBuiltinModule('node:http');
 
 let installed = false;
 
 /**
- * Makes the functions framework answer in JSON when it fails before our
- * handler runs. Known upstream quirk: its body parser answers malformed JSON
- * (and bad charsets) with express's HTML error page, and there is no option
- * to change that. The framework builds its server with `http.createServer(app)`
- * after loading our module, so we wrap that one call: the express app gets a
- * final handler that writes the contract's JSON errors, and bodies that
- * announce more than 64 KiB are refused before anything reads them.
+ * The broker's HTTP edge, in front of the functions framework. The framework
+ * builds its server with `http.createServer(app)` after loading our module,
+ * so we wrap that one call:
+ * - the body is read here, with a hard cap of MAX_BODY_BYTES on the wire and
+ *   after decompression (`./body.ts`); the framework's own parser, whose
+ *   limit is 1024 MB, then finds the request already read and skips it;
+ * - the express app gets a final handler that writes the contract's JSON
+ *   errors (known upstream quirk: its body parser answers with express's
+ *   HTML error page, and there is no option to change that);
+ * - the server cuts clients that trickle their headers or body
+ *   (`headersTimeout`, `requestTimeout`).
+ * Requests the edge refuses get a log line like the handler's.
  */
-export function installJsonFinalHandler(): void {
+export function installJsonFinalHandler(options: EdgeOptions = {}): void {
   if (installed) return;
   installed = true;
   const original = http.createServer;
@@ -34,30 +60,80 @@ export function installJsonFinalHandler(): void {
     const i = args.findIndex((a) => typeof a === 'function' && 'handle' in a);
     if (i >= 0) {
       const app = args[i] as ExpressLike;
-      args[i] = (req: IncomingMessage, res: ServerResponse) => {
+      args[i] = (req: BodyRequest, res: ServerResponse) => {
+        const started = performance.now();
+        const refuse = (err: BrokerError, wireBytes: number) =>
+          answer(options, req, res, err, wireBytes, started);
         const length = Number(req.headers['content-length'] ?? 0);
-        if (length > MAX_BODY_BYTES) {
-          req.resume();
-          sendError(res, tooLarge(), randomUUID(), ['Connection', 'close']);
-          return;
-        }
+        if (length > MAX_BODY_BYTES) return refuse(tooLarge(), 0);
         // The framework answers these two paths itself, with an empty 404.
         const path = (req.url ?? '/').split('?')[0];
-        if (path === '/favicon.ico' || path === '/robots.txt') {
-          req.resume();
-          sendError(res, new BrokerError('not_found', 'No such endpoint.'), randomUUID());
-          return;
-        }
-        app(req, res, (err?: unknown) => finalHandler(err, req, res));
+        if (path === '/favicon.ico' || path === '/robots.txt')
+          return refuse(new BrokerError('not_found', 'No such endpoint.'), 0);
+        readBody(req, (err, wireBytes) => {
+          if (err !== undefined) refuse(err, wireBytes);
+          else app(req, res, (e?: unknown) => finalHandler(e, req, res));
+        });
       };
+      // The framework passes no options: add the timeouts that cut clients who trickle (checked every second).
+      if (i === 0) args.unshift(SERVER_OPTIONS);
     }
     return Reflect.apply(original, http, args);
   }) as typeof http.createServer;
   http.createServer = patched;
 }
 
-function tooLarge(): BrokerError {
-  return new BrokerError('request_too_large', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
+/**
+ * Answers a request the edge refuses, and closes the connection: whatever
+ * of the body is left is never read.
+ */
+function answer(
+  options: EdgeOptions,
+  req: BodyRequest,
+  res: ServerResponse,
+  err: BrokerError,
+  wireBytes: number,
+  started: number,
+): void {
+  const requestId = randomUUID();
+  if (!req.complete) linger(req);
+  const sent = sendError(res, err, requestId, ['Connection', 'close']);
+  options.log?.log(sent.status >= 500 ? 'ERROR' : 'NOTICE', 'request failed', {
+    requestId,
+    ...traceFields(header(req, 'x-cloud-trace-context'), options.projectId, header(req, 'traceparent')),
+    httpRequest: {
+      requestMethod: req.method,
+      requestUrl: req.url,
+      status: sent.status,
+      requestSize: String(wireBytes),
+      responseSize: String(sent.size),
+      userAgent: header(req, 'user-agent'),
+      remoteIp: req.socket.remoteAddress,
+      latency: `${((performance.now() - started) / 1000).toFixed(4)}s`,
+      protocol: `HTTP/${req.httpVersion}`,
+    },
+    audit: { error: sent.body.error },
+  });
+}
+
+/**
+ * Lets a client that is still sending read the refusal. Node destroys a
+ * `Connection: close` socket as soon as the answer is written; data the
+ * client sends after that makes the kernel reset the connection, and many
+ * clients then lose the answer they had not read yet (EPIPE, ECONNRESET).
+ * So the answer is followed by a half close, nothing more is read (the
+ * request stays paused: the client's writes stall, no memory or CPU is
+ * spent on them), and the socket is destroyed LINGER_MS later.
+ */
+function linger(req: IncomingMessage): void {
+  const socket = req.socket;
+  req.pause();
+  req.on('error', () => {});
+  // What the HTTP server calls once the answer is written (Node's behaviour: it destroys the socket).
+  socket.destroySoon = () => {
+    socket.end();
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  };
 }
 
 /** Maps what express would render as HTML into the contract's JSON errors. */
@@ -89,4 +165,9 @@ function toBrokerError(err: unknown): BrokerError {
         ? new BrokerError('invalid_request', 'The request could not be read.')
         : new BrokerError('internal_error', 'The broker failed unexpectedly; see its logs.');
   }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }

@@ -99,19 +99,67 @@ export function fingerprint(token: string): string {
   return `sha256:${createHash('sha256').update(token).digest('base64url').slice(0, 16)}`;
 }
 
+const UINT64_MAX = 2n ** 64n - 1n;
+const CLOUD_TRACE = /^([0-9a-fA-F]{32})(?:\/(\d{1,20}))?(?:;o=([01]))?$/;
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
 /**
- * Cloud Logging trace fields from `X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1`.
- * Without a project id the trace is kept as a plain field.
+ * Cloud Logging trace fields (`logging.googleapis.com/trace`, `spanId`,
+ * `trace_sampled`) from a W3C `traceparent` (version 00, preferred when
+ * valid) or `X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1`. Both are checked
+ * strictly and bounded before anything of them reaches a line: a trace id of
+ * 32 hex digits (not all zero), a span id that fits 64 bits (not zero). A
+ * header that fails is ignored. Without a project id the trace is kept as a
+ * plain field.
  */
-export function traceFields(header: string | undefined, projectId: string | undefined): LogFields {
-  if (!header) return {};
-  const match = /^([0-9a-f]{32})(?:\/(\d+))?(?:;o=([01]))?$/i.exec(header.trim());
-  if (!match) return {};
-  const [, traceId, spanId, sampled] = match;
+export function traceFields(
+  cloudTraceContext: string | undefined,
+  projectId: string | undefined,
+  traceparent?: string,
+): LogFields {
+  const parsed = parseTraceparent(traceparent) ?? parseCloudTrace(cloudTraceContext);
+  if (parsed === undefined) return {};
   const fields: LogFields = projectId
-    ? { 'logging.googleapis.com/trace': `projects/${projectId}/traces/${traceId}` }
-    : { trace: traceId };
-  if (spanId) fields['logging.googleapis.com/spanId'] = BigInt(spanId).toString(16).padStart(16, '0');
-  if (sampled !== undefined) fields['logging.googleapis.com/trace_sampled'] = sampled === '1';
+    ? { 'logging.googleapis.com/trace': `projects/${projectId}/traces/${parsed.traceId}` }
+    : { trace: parsed.traceId };
+  if (parsed.spanId !== undefined) fields['logging.googleapis.com/spanId'] = parsed.spanId;
+  if (parsed.sampled !== undefined) fields['logging.googleapis.com/trace_sampled'] = parsed.sampled;
   return fields;
+}
+
+interface Trace {
+  traceId: string;
+  /** 16 lower-case hex digits. */
+  spanId?: string;
+  sampled?: boolean;
+}
+
+function parseTraceparent(header: string | undefined): Trace | undefined {
+  // 55 characters exactly; a longer header is not even scanned.
+  if (header === undefined || header.length > 64) return undefined;
+  const m = TRACEPARENT.exec(header.trim());
+  if (!m) return undefined;
+  const [, traceId, spanId, flags] = m as unknown as [string, string, string, string];
+  if (traceId === ZERO_TRACE || spanId === ZERO_SPAN) return undefined;
+  return { traceId, spanId, sampled: (Number.parseInt(flags, 16) & 1) === 1 };
+}
+
+function parseCloudTrace(header: string | undefined): Trace | undefined {
+  // 32 + 1 + 20 + 4 characters at most.
+  if (!header || header.length > 64) return undefined;
+  const m = CLOUD_TRACE.exec(header.trim());
+  if (!m) return undefined;
+  const [, id, span, sampled] = m;
+  const traceId = (id as string).toLowerCase();
+  if (traceId === ZERO_TRACE) return undefined;
+  const trace: Trace = { traceId };
+  if (span !== undefined) {
+    const n = BigInt(span);
+    if (n > UINT64_MAX) return undefined;
+    if (n > 0n) trace.spanId = n.toString(16).padStart(16, '0');
+  }
+  if (sampled !== undefined) trace.sampled = sampled === '1';
+  return trace;
 }

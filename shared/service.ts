@@ -87,8 +87,8 @@ export function createService(deps: ServiceDeps): Service {
 
   function verify(credential: Credential): Promise<Caller> {
     return 'subjectToken' in credential
-      ? verifier.verify(`Bearer ${credential.subjectToken}`)
-      : verifier.verify(credential.authorization);
+      ? verifier.verify(`Bearer ${credential.subjectToken}`, undefined, 'subject_token')
+      : verifier.verify(credential.authorization, credential.serverlessAuthorization);
   }
 
   function admit(caller: string, request: MintRequest, audit: AuditRecord): Admission {

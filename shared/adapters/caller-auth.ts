@@ -12,6 +12,13 @@ export interface Caller {
   readonly iss: string;
 }
 
+/**
+ * Where a caller token arrived: in a header (which Cloud Run's invoker check
+ * may have checked), or as a token exchange's `subject_token` in a form body,
+ * which Cloud Run never checks, so its signature must always be there.
+ */
+export type CredentialOrigin = 'header' | 'subject_token';
+
 /** Verifies the `Authorization` header of a request. */
 export interface CallerVerifier {
   /**
@@ -19,8 +26,19 @@ export interface CallerVerifier {
    * verified and that has not expired; undefined otherwise (then `verify`).
    */
   cached(authorization: string | undefined): Caller | undefined;
-  /** Throws BrokerError `invalid_token` (401), or `upstream_unavailable` when no JWKS could ever be fetched. */
-  verify(authorization: string | undefined): Promise<Caller>;
+  /**
+   * Verifies the `Authorization` header. `serverlessAuthorization` is the
+   * request's `X-Serverless-Authorization` header: when it is present at all,
+   * Cloud Run checked that one and left `Authorization` as the client sent
+   * it, so a token there whose signature reads `SIGNATURE_REMOVED_BY_GOOGLE`
+   * proves nothing and is refused. Throws BrokerError `invalid_token` (401),
+   * or `upstream_unavailable` when no JWKS could ever be fetched.
+   */
+  verify(
+    authorization: string | undefined,
+    serverlessAuthorization: string | undefined,
+    origin?: CredentialOrigin,
+  ): Promise<Caller>;
   /** Fetches the JWKS ahead of the first request; a failure is left for the first request to retry. */
   warm(): Promise<void>;
 }
@@ -96,7 +114,7 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
       return known !== undefined && unexpired(known) ? known.caller : undefined;
     },
 
-    async verify(authorization) {
+    async verify(authorization, serverlessAuthorization, origin = 'header') {
       if (authorization === undefined || authorization === '') {
         throw invalid('send your Google ID token in `Authorization: Bearer <token>`');
       }
@@ -110,9 +128,19 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
       }
 
       if (token.endsWith(`.${REMOVED}`)) {
+        if (origin === 'subject_token') {
+          throw invalid('a subject_token must carry its signature: Cloud Run never checks a form body');
+        }
         if (!options.allowSignatureRemovedByGoogle) {
           throw invalid(
             "the token's signature was removed by Cloud Run's IAM check. Send the ID token in `X-Serverless-Authorization` (for Cloud Run) and in `Authorization` (for the broker)",
+          );
+        }
+        // Cloud Run removes the signature of the header it checked. With X-Serverless-Authorization present, that
+        // header was the one checked and Authorization arrived as the client wrote it: anyone can write this.
+        if (serverlessAuthorization !== undefined) {
+          throw invalid(
+            'a token without its signature is accepted only when Cloud Run checked it, and with `X-Serverless-Authorization` present Cloud Run checks that header instead; send the signed ID token in `Authorization`',
           );
         }
         let header: ReturnType<typeof decodeProtectedHeader>;

@@ -8,25 +8,34 @@ export interface JwksCacheOptions {
   timeoutMs?: number;
   /** Keys older than this are refreshed in the background; the old ones keep verifying meanwhile. */
   maxAgeMs?: number;
-  /** Least time between two fetches caused by an unknown `kid`. */
+  /** Least time between two fetches caused by an unknown `kid`, and longest wait after failed fetches. */
   cooldownMs?: number;
+  /** Wait after the first failed fetch while no key is held; it doubles with each failure, up to `cooldownMs`. */
+  retryMs?: number;
   now?: () => number;
 }
 
 /**
  * A JWKS kept in memory for verifying caller tokens. Unlike a plain remote
  * set, keys already fetched keep verifying while the JWKS endpoint is down;
- * an unknown `kid` causes one refetch at most every `cooldownMs`. Throws
- * `upstream_unavailable` only when no key was ever fetched.
+ * an unknown `kid` causes one refetch at most every `cooldownMs`. Fetches are
+ * single-flighted, and cooled down from the first attempt: while no key was
+ * ever fetched, a failure is retried only after `retryMs`, doubling up to
+ * `cooldownMs`, and requests meanwhile fail at once without a fetch. Throws
+ * `upstream_unavailable` (503, with the wait) only when no key is held.
  */
 export function createJwksCache(options: JwksCacheOptions): JWTVerifyGetKey & { refresh(): Promise<void> } {
   const maxAgeMs = options.maxAgeMs ?? 10 * 60_000;
   const cooldownMs = options.cooldownMs ?? 30_000;
+  const retryMs = options.retryMs ?? 1_000;
   const now = options.now ?? Date.now;
   let set: ReturnType<typeof createLocalJWKSet> | undefined;
   let fetchedAt = 0;
   let attemptedAt = Number.NEGATIVE_INFINITY;
   let inflight: Promise<void> | undefined;
+  let failures = 0;
+  let retryAt = Number.NEGATIVE_INFINITY;
+  let lastError: unknown;
 
   const refresh = (): Promise<void> => {
     inflight ??= (async () => {
@@ -42,6 +51,12 @@ export function createJwksCache(options: JwksCacheOptions): JWTVerifyGetKey & { 
           throw new Error('JWKS is not a key set');
         set = createLocalJWKSet(json);
         fetchedAt = now();
+        failures = 0;
+      } catch (err) {
+        failures++;
+        lastError = err;
+        retryAt = now() + Math.min(cooldownMs, retryMs * 2 ** (failures - 1));
+        throw err;
       } finally {
         inflight = undefined;
       }
@@ -49,19 +64,24 @@ export function createJwksCache(options: JwksCacheOptions): JWTVerifyGetKey & { 
     return inflight;
   };
 
+  const unavailable = (cause: unknown) =>
+    new BrokerError(
+      'upstream_unavailable',
+      'The keys that verify caller tokens cannot be fetched; retry later.',
+      {
+        retryAfterSeconds: Math.max(1, Math.ceil((retryAt - now()) / 1000)),
+        cause,
+      },
+    );
+
   const getKey = (async (header, token) => {
     if (set === undefined) {
+      // No key yet: join the fetch under way, or start one once the last failure's wait is over.
+      if (inflight === undefined && now() < retryAt) throw unavailable(lastError);
       try {
         await refresh();
       } catch (err) {
-        throw new BrokerError(
-          'upstream_unavailable',
-          'The keys that verify caller tokens cannot be fetched; retry later.',
-          {
-            retryAfterSeconds: 5,
-            cause: err,
-          },
-        );
+        throw unavailable(err);
       }
     } else if (now() - fetchedAt > maxAgeMs && now() - attemptedAt > cooldownMs) {
       refresh().catch(() => {}); // keep verifying with the keys in hand

@@ -70,7 +70,7 @@ async function token(
 }
 
 async function rejects(v: ReturnType<typeof verifier>, authorization: string | undefined, reason: RegExp) {
-  const err = await v.verify(authorization).then(
+  const err = await v.verify(authorization, undefined).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -82,7 +82,7 @@ async function rejects(v: ReturnType<typeof verifier>, authorization: string | u
 
 describe('caller authentication', () => {
   it('accepts a Google-style ID token and canonicalises the email', async () => {
-    expect(await verifier().verify(`Bearer ${await token()}`)).toEqual({
+    expect(await verifier().verify(`Bearer ${await token()}`, undefined)).toEqual({
       email: 'billing@acme.iam.gserviceaccount.com',
       sub: '1234',
       iss: ISS,
@@ -119,9 +119,9 @@ describe('caller authentication', () => {
     let now = Date.now();
     const v = verifier({ now: () => now });
     const t = await token();
-    await v.verify(`Bearer ${t}`);
+    await v.verify(`Bearer ${t}`, undefined);
     now += 3600_000 + 20_000; // inside the 30 s tolerance
-    await v.verify(`Bearer ${t}`);
+    await v.verify(`Bearer ${t}`, undefined);
     now += 20_000;
     await rejects(v, `Bearer ${t}`, /expired/);
   });
@@ -130,9 +130,17 @@ describe('caller authentication', () => {
     const [h, c] = (await token()).split('.');
     await rejects(verifier(), `Bearer ${h}.${c}.SIGNATURE_REMOVED_BY_GOOGLE`, /X-Serverless-Authorization/);
     const allowing = verifier({ allowSignatureRemovedByGoogle: true });
-    expect((await allowing.verify(`Bearer ${h}.${c}.SIGNATURE_REMOVED_BY_GOOGLE`)).email).toBe(
+    expect((await allowing.verify(`Bearer ${h}.${c}.SIGNATURE_REMOVED_BY_GOOGLE`, undefined)).email).toBe(
       'billing@acme.iam.gserviceaccount.com',
     );
+    // With X-Serverless-Authorization present, Cloud Run checked that header and not this one.
+    for (const serverless of [`Bearer ${await token({ email: 'attacker@acme.com' })}`, '']) {
+      const err = await allowing
+        .verify(`Bearer ${h}.${c}.SIGNATURE_REMOVED_BY_GOOGLE`, serverless)
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(BrokerError);
+      expect((err as BrokerError).code).toBe('invalid_token');
+    }
     const [h2, c2] = (await token({ aud: 'https://other.example.com' })).split('.');
     await rejects(allowing, `Bearer ${h2}.${c2}.SIGNATURE_REMOVED_BY_GOOGLE`, /another audience/);
   });
@@ -140,14 +148,39 @@ describe('caller authentication', () => {
   it('keeps verifying with cached keys while the JWKS endpoint is down, and refetches an unknown kid with a cooldown', async () => {
     let now = Date.now();
     const v = verifier({ now: () => now });
-    await v.verify(`Bearer ${await token()}`);
+    await v.verify(`Bearer ${await token()}`, undefined);
     jwksUp = false;
     const before = jwksFetches;
-    await v.verify(`Bearer ${await token()}`);
+    await v.verify(`Bearer ${await token()}`, undefined);
     now += 31_000; // past the refetch cooldown
     await rejects(v, `Bearer ${await token({}, { kid: 'rotated' })}`, /signature/);
     await rejects(v, `Bearer ${await token({}, { kid: 'rotated' })}`, /signature/);
     expect(jwksFetches - before).toBe(1); // one refetch for the unknown kid, then the cooldown
     jwksUp = true;
+  });
+
+  it('before the first key: one fetch per wait, 1 s then doubling, whatever the number of requests', async () => {
+    let now = Date.now();
+    const v = verifier({ now: () => now });
+    jwksUp = false;
+    const before = jwksFetches;
+    const bad = async () => {
+      const err = await v.verify(`Bearer ${await token()}`, undefined).catch((e: unknown) => e);
+      expect((err as BrokerError).code).toBe('upstream_unavailable');
+      return err as BrokerError;
+    };
+    await Promise.all(Array.from({ length: 20 }, bad));
+    for (let i = 0; i < 20; i++) await bad();
+    expect(jwksFetches - before).toBe(1);
+    now += 1_001;
+    expect((await bad()).retryAfterSeconds).toBe(2); // the second failure waits 2 s
+    for (let i = 0; i < 20; i++) await bad();
+    expect(jwksFetches - before).toBe(2);
+    jwksUp = true;
+    now += 2_001;
+    expect((await v.verify(`Bearer ${await token()}`, undefined)).email).toBe(
+      'billing@acme.iam.gserviceaccount.com',
+    );
+    expect(jwksFetches - before).toBe(3);
   });
 });

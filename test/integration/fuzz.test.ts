@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
@@ -118,7 +119,72 @@ const request = fc.record({
   ),
   auth: fc.oneof(fc.constantFrom(0, 1, 2, 3), fc.constant(undefined), fc.string({ maxLength: 60 })),
   body,
+  // How the body goes on the wire: as is, compressed, chunked, or swapped for a bomb or an oversized body.
+  wire: fc.constantFrom(
+    'plain',
+    'plain',
+    'plain',
+    'plain',
+    'gzip',
+    'deflate',
+    'br',
+    'chunked',
+    'gzip-chunked',
+    'gzip-bomb',
+    'br-bomb',
+    'oversized-chunked',
+  ),
 });
+
+type Wire =
+  | 'plain'
+  | 'gzip'
+  | 'deflate'
+  | 'br'
+  | 'chunked'
+  | 'gzip-chunked'
+  | 'gzip-bomb'
+  | 'br-bomb'
+  | 'oversized-chunked';
+
+// 8 MiB of zeros: a bomb inflates to 128 times the limit.
+const bombs = { gzip: gzipSync(Buffer.alloc(8 << 20)), br: brotliCompressSync(Buffer.alloc(8 << 20)) };
+const oversized = Buffer.alloc(1 << 20, 'x');
+
+/** The body as sent, with the headers that describe it. */
+function onTheWire(
+  wire: Wire,
+  text: string,
+): { body: Buffer | ReadableStream<Uint8Array>; headers: Record<string, string> } {
+  const raw = Buffer.from(text);
+  const chunked = (b: Buffer) =>
+    new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let i = 0; i < b.length; i += 4096) c.enqueue(b.subarray(i, i + 4096));
+        c.close();
+      },
+    });
+  switch (wire) {
+    case 'plain':
+      return { body: raw, headers: {} };
+    case 'gzip':
+      return { body: gzipSync(raw), headers: { 'content-encoding': 'gzip' } };
+    case 'deflate':
+      return { body: deflateSync(raw), headers: { 'content-encoding': 'deflate' } };
+    case 'br':
+      return { body: brotliCompressSync(raw), headers: { 'content-encoding': 'br' } };
+    case 'chunked':
+      return { body: chunked(raw), headers: {} };
+    case 'gzip-chunked':
+      return { body: chunked(gzipSync(raw)), headers: { 'content-encoding': 'gzip' } };
+    case 'gzip-bomb':
+      return { body: bombs.gzip, headers: { 'content-encoding': 'gzip' } };
+    case 'br-bomb':
+      return { body: bombs.br, headers: { 'content-encoding': 'br' } };
+    case 'oversized-chunked':
+      return { body: chunked(oversized), headers: {} };
+  }
+}
 
 describe('fuzzing the request handler', () => {
   it(`answers ${RUNS} generated requests with JSON and no 5xx, with flat memory`, async () => {
@@ -159,7 +225,9 @@ describe('fuzzing the request handler', () => {
           statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
           // Google refusing a generated request (a delegated subject it does not know) is a 502 by the contract.
           const refusedByGoogle = r.status === 502 && r.text.includes('"error":"upstream_rejected"');
+          const tooLarge = s.method !== 'GET' && /bomb|oversized/.test(s.wire);
           if (
+            (tooLarge && r.status !== 413) ||
             (r.status >= 500 && !refusedByGoogle) ||
             (r.status >= 400 && !/^application\/json/.test(r.contentType ?? ''))
           )
@@ -183,17 +251,19 @@ async function send(s: {
   contentType: string | undefined;
   auth: unknown;
   body: string;
+  wire: Wire;
 }) {
   const headers: Record<string, string> = {};
   if (s.contentType) headers['content-type'] = s.contentType;
   if (typeof s.auth === 'number') headers['authorization'] = `Bearer ${callerTokens[s.auth]}`;
   else if (typeof s.auth === 'string')
     headers['authorization'] = /^[\x20-\x7e]*$/.test(s.auth) ? s.auth : 'Bearer x';
+  const wire = onTheWire(s.wire, s.body);
   const res = await fetch(`${broker.url}${s.path}`, {
     method: s.method,
-    headers,
-    ...(s.method === 'GET' ? {} : { body: s.body }),
-  });
+    headers: { ...headers, ...(s.method === 'GET' ? {} : wire.headers) },
+    ...(s.method === 'GET' ? {} : { body: wire.body, duplex: 'half' }),
+  } as RequestInit);
   const text = await res.text();
   return { status: res.status, contentType: res.headers.get('content-type'), text };
 }

@@ -12,6 +12,7 @@ import {
   BLUE,
   CALENDAR,
   KEYLESS,
+  OPS,
   PLATFORM,
   post,
   REPORTING,
@@ -276,6 +277,25 @@ describe('token exchange answers and errors (RFC 8693, RFC 6749 §5.2)', () => {
     expect(r.json['error']).toBe(error);
     expect(typeof r.json['error_description']).toBe('string');
     expect(r.text).not.toContain(billing);
+  });
+
+  it('never trusts an unsigned subject token, even where the operator allows SIGNATURE_REMOVED_BY_GOOGLE headers', async () => {
+    const lenient = await stack.startBroker('broker', { BROKER_ALLOW_SIGNATURE_REMOVED_BY_GOOGLE: 'true' });
+    const [h, c] = (await stack.callerToken(OPS)).split('.');
+    const forged = `${h}.${c}.SIGNATURE_REMOVED_BY_GOOGLE`;
+    const before = stack.google.stats.tokensIssued;
+    const res = await fetch(`${lenient.url}/sts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form({ ...ok(), subject_token: forged }),
+    });
+    const json = (await res.json()) as Record<string, unknown>;
+    expect([res.status, json['error']]).toEqual([400, 'invalid_grant']);
+    expect(json['access_token']).toBeUndefined();
+    expect(stack.google.stats.tokensIssued).toBe(before);
+    // The same unsigned token in a header, with no X-Serverless-Authorization, is what that setting is for.
+    const header = await post(`${lenient.url}/admin/purge`, { all: true }, { token: forged });
+    expect(header.status).toBe(200);
   });
 
   it('gives unknown and forbidden audiences the same 400 invalid_target body', async () => {
