@@ -68,7 +68,8 @@ credential-config flags (one source of the caller's ID token):
   --executable-output-file PATH          where the program caches its answer
   --sts-url URL            the sts function's own URL, instead of --url + /sts
   --output-file PATH       write the file there [default: standard output]
-  --scopes, --subject      as above; a target is required
+  --subject EMAIL          as above; a target is required. The file names no scopes:
+                           the calling code or its client library chooses them
 
 Environment:
   BROKER_URL                      the broker's base URL, when --url is not given
@@ -144,8 +145,6 @@ const ALLOWED: Record<Command | 'legacy', ReadonlySet<Flag>> = {
   'print-jwt': new Set([...PRINT, 'audiences', 'audience', 'scopes', 'scope']),
   'credential-config': new Set<Flag>([
     ...COMMON,
-    'scopes',
-    'scope',
     'subject',
     'sts-url',
     'output-file',
@@ -290,7 +289,7 @@ function planFrom(values: Values, positionals: string[], env: NodeJS.ProcessEnv)
   const scopes = explicitScopes ?? [DEFAULT_SCOPE];
   const url = values.url ?? env['BROKER_URL'];
 
-  if (command === 'credential-config') return credentialPlan(values, env, target, explicitScopes, url);
+  if (command === 'credential-config') return credentialPlan(values, env, target, url);
 
   if (!url) throw new UsageError('give the broker URL: --url URL or $BROKER_URL');
   checkBrokerUrl(url, '--url');
@@ -335,7 +334,6 @@ function credentialPlan(
   values: Values,
   env: NodeJS.ProcessEnv,
   target: WireTarget,
-  scopes: string[] | undefined,
   url: string | undefined,
 ): Plan {
   const stsUrl = values['sts-url'] ?? (url ? `${url.replace(/\/+$/, '')}/sts` : undefined);
@@ -412,7 +410,7 @@ function credentialPlan(
   if (values.subject === '') throw new UsageError('--subject must not be empty');
   return {
     kind: 'credential-config',
-    file: credentialConfig({ stsUrl, target, subject: values.subject, source, scopes }),
+    file: credentialConfig({ stsUrl, target, subject: values.subject, source }),
     outputFile: values['output-file'],
   };
 }

@@ -25,8 +25,6 @@ export interface ExternalAccountCredentialFile {
     | { file: string; format: { type: 'text' } }
     | { url: string; headers?: Record<string, string>; format: { type: 'text' } }
     | { executable: { command: string; timeout_millis?: number; output_file?: string } };
-  /** Read by google-auth-library (Node) when the caller names none; other libraries take scopes from the caller. */
-  scopes?: string[];
 }
 
 /** The `sts` audience for a target: `//token-broker/serviceAccounts/EMAIL` or `//token-broker/tenants/ID`, plus `/subjects/USER_EMAIL`. */
@@ -47,13 +45,16 @@ export function metadataIdentityUrl(brokerAudience: string, host = 'metadata.goo
 /** The header the metadata server requires. */
 export const METADATA_HEADERS: Readonly<Record<string, string>> = { 'Metadata-Flavor': 'Google' };
 
-/** Builds the credential file's JSON. */
+/**
+ * Builds the credential file's JSON. It names no scopes: GoogleAuth (Node) and
+ * google-auth (Python) take them from the calling code or the client
+ * library's defaults, and ignore a `scopes` field in the file.
+ */
 export function credentialConfig(input: {
   stsUrl: string;
   target: WireTarget;
   subject?: string | undefined;
   source: SubjectTokenSource;
-  scopes?: string[] | undefined;
 }): ExternalAccountCredentialFile {
   const { source } = input;
   let credentialSource: ExternalAccountCredentialFile['credential_source'];
@@ -80,6 +81,5 @@ export function credentialConfig(input: {
     subject_token_type: SUBJECT_TOKEN_TYPE,
     token_url: input.stsUrl,
     credential_source: credentialSource,
-    ...(input.scopes && input.scopes.length > 0 ? { scopes: input.scopes } : {}),
   };
 }
