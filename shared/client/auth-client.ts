@@ -1,4 +1,4 @@
-import { AuthClient } from 'google-auth-library';
+import { AuthClient, type gaxios } from 'google-auth-library';
 import type { AccessTokenRequest, BrokerClient } from './broker-client.js';
 
 type GaxiosOptions = Parameters<AuthClient['request']>[0];
@@ -40,7 +40,7 @@ export class BrokerAuthClient extends AuthClient {
   }
 
   /** Sends a request with the brokered token; its response's headers read both as `Headers` and as a plain record (google-auth-library 9 reads `res.headers.location`). */
-  override async request<T>(options: GaxiosOptions) {
+  override async request<T>(options: GaxiosOptions): Promise<gaxios.GaxiosResponse<T>> {
     const headers = new Headers(options.headers as ConstructorParameters<typeof Headers>[0]);
     headers.set('authorization', `Bearer ${(await this.getAccessToken()).token}`);
     const res = await this.transporter.request<T>({ ...options, headers });
