@@ -137,6 +137,35 @@ describe('the client never hands its credential to another server', () => {
     }
   });
 
+  it('answers that are not the broker’s (HTML from a proxy, an unknown code) become invalid_response', async () => {
+    const bodies: Array<[number, string, string]> = [
+      [403, 'text/html', '<html><body>Error: Forbidden</body></html>'],
+      [400, 'application/json', '{"error":"made_up","error_description":"x"}'],
+      [200, 'application/json', '{"access_token":42}'],
+    ];
+    for (const [status, type, body] of bodies) {
+      const server = createServer((req, res) => {
+        req.resume();
+        res.writeHead(status, { 'content-type': type }).end(body);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const client = new BrokerClient({
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        idToken: async () => 'id',
+      });
+      const err = await client
+        .accessToken({ serviceAccount: REPORTING, scopes: [BIGQUERY] })
+        .catch((e: unknown) => e);
+      server.close();
+      expect(err).toMatchObject({
+        name: 'BrokerClientError',
+        code: 'invalid_response',
+        status,
+        retryable: false,
+      });
+    }
+  });
+
   it('refuses a plain-http broker URL except on loopback, before any request', async () => {
     let calls = 0;
     const counting: typeof fetch = (input, init) => {
