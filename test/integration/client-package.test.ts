@@ -182,6 +182,18 @@ console.log(JSON.stringify({ ya29: t.token.startsWith('ya29.'), expiresAt: t.exp
     const help = run(join(consumer, 'node_modules/.bin/broker-token'), ['--help'], consumer);
     expect(help).toMatch(/^usage: broker-token \[COMMAND\]/);
     expect(help).toContain('Exit codes:');
+    // Without the peer and without $BROKER_ID_TOKEN there is no caller ID token: a plain message, exit 1.
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env['BROKER_ID_TOKEN'];
+    const r = spawnSync(
+      join(consumer, 'node_modules/.bin/broker-token'),
+      ['print-access-token', '--url', 'http://127.0.0.1:1', '--impersonate-service-account', REPORTING],
+      { cwd: consumer, encoding: 'utf8', env },
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /^broker-token: googleIdTokenSource needs google-auth-library .*BROKER_ID_TOKEN/,
+    );
   });
 
   it('has type declarations that a strict TypeScript consumer compiles against, without the peer', () => {
