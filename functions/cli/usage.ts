@@ -62,7 +62,8 @@ Environment:
 
 Exit codes:
   0   success: the token (or the file) was written
-  1   the broker refused (its error code and description are on stderr)
+  1   the broker refused (its error code and description are on stderr), or the
+      caller ID token or the output file could not be had
   2   usage error: nothing was sent
   75  temporary failure (rate limited, Google or the broker unavailable): retry later
 
