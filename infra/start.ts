@@ -15,9 +15,9 @@ import { GoogleAuth, PassThroughClient } from 'google-auth-library';
 import { ROOT, startBrokerProcess } from './broker-process.js';
 import { generateServiceAccountKey } from './google/keys.js';
 import { startGoogleStandIn } from './google/server.js';
+import { type LocalSharedCache, startLocalSharedCache } from './local-shared-cache.js';
 import { findRedisServer } from './redis/redis-server.js';
 import { startSecretManagerStandIn } from './secret-manager/server.js';
-import { type LocalSharedCache, startLocalSharedCache } from './local-shared-cache.js';
 
 const once = process.argv.includes('--once');
 const PROJECT = 'demo-project';

@@ -1,84 +1,70 @@
 #!/usr/bin/env node
 /**
- * `npx broker-token`: get a token from the broker, for ops and scripts.
- *
- *   broker-token --url https://broker-xyz.a.run.app --service-account SA --scope S [--scope S2] [--subject USER]
- *   broker-token --url URL --tenant blue --jwt --audience https://firestore.googleapis.com/
- *   broker-token --url URL --service-account SA --id-token --audience https://svc.example.com [--json]
- *
- * The caller's ID token comes from $BROKER_ID_TOKEN, or else from Google's
- * Application Default Credentials for the broker's audience (--broker-audience,
- * default: --url). Prints the token (or the whole answer with --json); on
- * failure prints the broker's error on stderr and exits non-zero.
+ * `npx broker-token`: tokens from the broker for ops and scripts, shaped like
+ * gcloud's `auth print-access-token` / `print-identity-token`, and the
+ * `external_account` credential file for Google's own libraries. `--help`
+ * lists the commands, environment variables and exit codes.
  */
-import { parseArgs } from 'node:util';
+import { writeFileSync } from 'node:fs';
 import {
   BrokerClient,
   BrokerClientError,
   type BrokerToken,
   googleIdTokenSource,
-} from '../../shared/client/index.js';
+} from '../../shared/client/core.js';
+import { type Plan, parseCommandLine, UsageError } from './arguments.js';
+import { EXIT, USAGE } from './usage.js';
 
-const USAGE = `usage: broker-token --url URL (--service-account EMAIL | --tenant ID)
-         [--scope SCOPE ...] [--subject EMAIL] [--min-lifetime SECONDS]
-         [--jwt | --id-token] [--audience URL] [--broker-audience AUD] [--json]`;
+export { DEFAULT_SCOPE, EXIT, USAGE } from './usage.js';
 
-/** Runs the CLI; returns the exit code. */
+/** Runs the CLI; returns the exit code (see `EXIT`). */
 export async function main(
   argv: string[],
   env: NodeJS.ProcessEnv,
   out: (s: string) => void,
   err: (s: string) => void,
 ): Promise<number> {
-  let values: ReturnType<typeof parse>['values'];
+  let plan: Plan;
   try {
-    ({ values } = parse(argv));
+    const parsed = parseCommandLine(argv, env);
+    if (parsed === 'help') {
+      out(USAGE);
+      return EXIT.ok;
+    }
+    plan = parsed;
   } catch (e) {
-    err(`${(e as Error).message}\n${USAGE}`);
-    return 2;
+    if (!(e instanceof UsageError) && !(e instanceof TypeError)) throw e;
+    err(`broker-token: ${e.message}\nRun \`broker-token --help\` for usage.`);
+    return EXIT.usage;
   }
-  if (values.help) {
-    out(USAGE);
-    return 0;
-  }
-  const url = values.url ?? env['BROKER_URL'];
-  const target = values['service-account']
-    ? { serviceAccount: values['service-account'] }
-    : values.tenant
-      ? { tenant: values.tenant }
-      : undefined;
-  if (!url || !target || (values.jwt && values['id-token'])) {
-    err(USAGE);
-    return 2;
+  if (plan.kind === 'credential-config') {
+    const text = `${JSON.stringify(plan.file, null, 2)}\n`;
+    if (plan.outputFile === undefined) out(text.trimEnd());
+    else {
+      try {
+        writeFileSync(plan.outputFile, text);
+      } catch (e) {
+        err(`broker-token: could not write ${plan.outputFile}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+        return EXIT.refused;
+      }
+      err(`broker-token: wrote the credential configuration to ${plan.outputFile}`);
+    }
+    return EXIT.ok;
   }
   const idToken = env['BROKER_ID_TOKEN'];
   const client = new BrokerClient({
-    url,
-    idToken: idToken ? async () => idToken : googleIdTokenSource(values['broker-audience'] ?? url),
+    url: plan.url,
+    idToken: idToken ? async () => idToken : googleIdTokenSource(plan.brokerAudience),
   });
-  const min =
-    values['min-lifetime'] === undefined ? {} : { minLifetimeSeconds: Number(values['min-lifetime']) };
-  const scopes = values.scope ?? [];
   try {
-    let t: BrokerToken;
-    if (values['id-token']) {
-      t = await client.idToken({ ...target, audience: values.audience ?? '', ...min } as never);
-    } else if (values.jwt) {
-      t = await client.jwt({
-        ...target,
-        ...(values.audience ? { audience: values.audience } : { scopes }),
-        ...min,
-      } as never);
-    } else {
-      t = await client.accessToken({
-        ...target,
-        scopes,
-        ...(values.subject ? { subject: values.subject } : {}),
-        ...min,
-      } as never);
-    }
+    const t: BrokerToken =
+      plan.kind === 'idtoken'
+        ? await client.idToken(plan.request)
+        : plan.kind === 'jwt'
+          ? await client.jwt(plan.request)
+          : await client.accessToken(plan.request);
     out(
-      values.json
+      plan.json
         ? JSON.stringify({
             token: t.token,
             expires_at: Math.floor(t.expiresAt / 1000),
@@ -87,36 +73,15 @@ export async function main(
           })
         : t.token,
     );
-    return 0;
+    return EXIT.ok;
   } catch (e) {
     if (e instanceof BrokerClientError) {
       err(`broker-token: ${e.code}${e.upstreamError ? ` (${e.upstreamError})` : ''}: ${e.message}`);
-      return e.retryable ? 75 : 1; // EX_TEMPFAIL for what may succeed later
+      return e.retryable ? EXIT.tempfail : EXIT.refused;
     }
     err(`broker-token: ${(e as Error).message}`);
-    return 1;
+    return EXIT.refused;
   }
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      url: { type: 'string' },
-      'service-account': { type: 'string' },
-      tenant: { type: 'string' },
-      scope: { type: 'string', multiple: true },
-      subject: { type: 'string' },
-      'min-lifetime': { type: 'string' },
-      audience: { type: 'string' },
-      'broker-audience': { type: 'string' },
-      jwt: { type: 'boolean' },
-      'id-token': { type: 'boolean' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('broker-token')) {

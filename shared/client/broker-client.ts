@@ -1,21 +1,21 @@
 import { SingleFlight } from '../single-flight.js';
-import { BrokerClientError } from './errors.js';
+import {
+  type IdTokenRequestBody,
+  type JwtRequestBody,
+  MAX_MIN_LIFETIME_SECONDS,
+  type TokenRequestBody,
+  type WireTarget,
+} from '../wire.js';
+import { BrokerClientError, isWireErrorCode } from './errors.js';
 
 /** Who the token is for: a service account (email) or a tenant (id). */
-export type ClientTarget =
-  | { serviceAccount: string; tenant?: never }
-  | { tenant: string; serviceAccount?: never };
-
-export type AccessTokenRequest = ClientTarget & {
-  scopes: string[];
-  subject?: string;
-  minLifetimeSeconds?: number;
-};
-export type JwtRequest = ClientTarget &
-  ({ audience: string; scopes?: never } | { scopes: string[]; audience?: never }) & {
-    minLifetimeSeconds?: number;
-  };
-export type IdTokenRequest = ClientTarget & { audience: string; minLifetimeSeconds?: number };
+export type ClientTarget = WireTarget;
+/** An access token request: the `token` endpoint's body. */
+export type AccessTokenRequest = TokenRequestBody;
+/** A self-signed JWT request: the `jwt` endpoint's body. */
+export type JwtRequest = JwtRequestBody;
+/** An ID token request: the `idtoken` endpoint's body. */
+export type IdTokenRequest = IdTokenRequestBody;
 
 /** A token from the broker. */
 export interface BrokerToken {
@@ -28,13 +28,16 @@ export interface BrokerToken {
 }
 
 export interface BrokerClientOptions {
-  /** Base URL of a `broker` function (paths /token, /jwt, /idtoken). */
+  /** Base URL of a `broker` function (paths /token, /jwt, /idtoken). `https:`, or `http:` on loopback only. */
   url?: string;
-  /** URLs of single-target functions, when deployed one per target. */
+  /** URLs of single-target functions, when deployed one per target. Same rule as `url`. */
   endpoints?: { token?: string; jwt?: string; idtoken?: string };
   /** Returns the caller's Google ID token for the broker's audience; see `googleIdTokenSource`. */
   idToken: () => Promise<string>;
-  /** Tokens are reused until this many seconds before they expire (google-auth-library uses 300). */
+  /**
+   * Tokens are reused until this many seconds before they expire (google-auth-library uses 300),
+   * and the broker is asked for tokens with at least this much life left.
+   */
   refreshSkewSeconds?: number;
   timeoutMs?: number;
   fetch?: typeof fetch;
@@ -43,20 +46,43 @@ export interface BrokerClientOptions {
 
 type Kind = 'token' | 'jwt' | 'idtoken';
 
+const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
+
+/** Checks a broker URL: `https:`, or `http:` on a loopback host; no user info. Throws TypeError. */
+export function checkBrokerUrl(url: string, what = 'url'): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError(`\`${what}\` is not a URL`);
+  }
+  if (u.username !== '' || u.password !== '') throw new TypeError(`\`${what}\` must not hold credentials`);
+  if (u.protocol === 'https:') return;
+  if (u.protocol === 'http:' && LOOPBACK.test(u.hostname)) return;
+  throw new TypeError(
+    `\`${what}\` must be https: (http: only on 127.0.0.0/8, ::1 or localhost): the caller's ID token travels with every request`,
+  );
+}
+
 /**
  * A small typed client for the broker. Sends the caller's ID token in both
  * `X-Serverless-Authorization` (checked by Cloud Run IAM, which strips its
- * signature) and `Authorization` (checked by the broker), keeps tokens in
- * process until the refresh skew, shares one request among concurrent
- * callers, and throws `BrokerClientError` with the broker's code.
+ * signature) and `Authorization` (checked by the broker), never follows a
+ * redirect with them, keeps tokens in process until the refresh skew (and
+ * asks the broker for tokens that outlive it), shares one request among
+ * concurrent callers, and throws `BrokerClientError` with the broker's code.
  */
 export class BrokerClient {
   readonly #o: BrokerClientOptions;
   readonly #cache = new Map<string, BrokerToken>();
   readonly #flights = new SingleFlight<BrokerToken>();
 
+  /** Throws TypeError on a missing or unsafe URL. */
   constructor(options: BrokerClientOptions) {
     if (!options.url && !options.endpoints) throw new TypeError('give `url` or `endpoints`');
+    if (options.url !== undefined) checkBrokerUrl(options.url);
+    for (const [kind, url] of Object.entries(options.endpoints ?? {}))
+      if (url !== undefined) checkBrokerUrl(url, `endpoints.${kind}`);
     this.#o = options;
   }
 
@@ -82,17 +108,21 @@ export class BrokerClient {
     return `${this.#o.url.replace(/\/+$/, '')}/${kind}`;
   }
 
-  async #get(kind: Kind, request: object): Promise<BrokerToken> {
+  async #get(kind: Kind, request: { minLifetimeSeconds?: number }): Promise<BrokerToken> {
     const now = this.#o.now ?? Date.now;
-    const body = normalise(request);
-    const key = `${kind}\n${JSON.stringify(body)}`;
-    const min = Math.max(
-      this.#o.refreshSkewSeconds ?? 300,
-      (request as { minLifetimeSeconds?: number }).minLifetimeSeconds ?? 0,
+    const { minLifetimeSeconds, ...rest } = request;
+    const target = normalise(rest);
+    const key = `${kind}\n${JSON.stringify(target)}`;
+    // The broker must serve a token that outlives our own skew: otherwise a broker with a
+    // shorter skew hands back the same nearly expired token on every call.
+    const min = Math.min(
+      MAX_MIN_LIFETIME_SECONDS,
+      Math.ceil(Math.max(this.#o.refreshSkewSeconds ?? 300, minLifetimeSeconds ?? 0)),
     );
     const cached = this.#cache.get(key);
     if (cached && cached.expiresAt - now() > min * 1000) return cached;
-    const token = await this.#flights.run(key, () => this.#fetch(kind, body));
+    const body = { ...target, minLifetimeSeconds: min };
+    const token = await this.#flights.run(`${key}\n${min}`, () => this.#fetch(kind, body));
     this.#cache.set(key, token);
     return token;
   }
@@ -109,20 +139,32 @@ export class BrokerClient {
           'X-Serverless-Authorization': `Bearer ${idToken}`,
         },
         body: JSON.stringify(body),
+        // fetch drops `Authorization` on a cross-origin redirect but keeps custom headers:
+        // following one would hand the caller's ID token to whoever redirects.
+        redirect: 'manual',
         signal: AbortSignal.timeout(this.#o.timeoutMs ?? 15_000),
       });
     } catch (err) {
       throw new BrokerClientError('network_error', 0, 'The broker could not be reached.', { cause: err });
     }
+    if (res.redirected || res.type === 'opaqueredirect' || (res.status >= 300 && res.status < 400)) {
+      await res.body?.cancel().catch(() => {});
+      throw new BrokerClientError(
+        'invalid_response',
+        res.status,
+        `The broker answered ${res.status} with a redirect; the client does not follow redirects with credentials. Use the broker's own URL.`,
+      );
+    }
     const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
     if (res.status !== 200) {
       const retryAfter = Number(res.headers.get('retry-after'));
+      const code = json['error'];
       throw new BrokerClientError(
-        typeof json['error'] === 'string' ? json['error'] : `http_${res.status}`,
+        isWireErrorCode(code) ? code : 'invalid_response',
         res.status,
-        typeof json['error_description'] === 'string'
+        typeof json['error_description'] === 'string' && isWireErrorCode(code)
           ? json['error_description']
-          : `The broker answered ${res.status}.`,
+          : `The broker answered ${res.status} without a broker error body (a proxy, or Cloud Run's IAM check?).`,
         {
           upstreamError: typeof json['upstream_error'] === 'string' ? json['upstream_error'] : undefined,
           retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined,

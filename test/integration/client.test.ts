@@ -120,6 +120,52 @@ describe('broker-token CLI', () => {
     expect(JSON.parse(json.out)).toMatchObject({ token: expect.stringMatching(/^ey/) });
   });
 
+  it('speaks gcloud: print-access-token --impersonate-service-account --scopes, print-identity-token --audiences', async () => {
+    const access = await run([
+      'print-access-token',
+      '--url',
+      broker.url,
+      '--impersonate-service-account',
+      REPORTING,
+      '--scopes',
+      BIGQUERY,
+    ]);
+    expect(access).toMatchObject({ code: 0, err: '' });
+    const info = (await (await fetch(`${stack.google.tokeninfoUrl}?access_token=${access.out}`)).json()) as {
+      email?: string;
+      scope?: string;
+    };
+    expect(info).toMatchObject({ email: REPORTING, scope: BIGQUERY });
+    const id = await run(
+      [
+        'print-identity-token',
+        '--url',
+        broker.url,
+        '--tenant',
+        'blue',
+        '--audiences',
+        'https://drive.googleapis.com/',
+        '--include-email',
+      ],
+      PLATFORM,
+    );
+    expect(id.code).toBe(0);
+    expect(JSON.parse(Buffer.from(id.out.split('.')[1]!, 'base64url').toString())).toMatchObject({
+      aud: 'https://drive.googleapis.com/',
+      email: BLUE,
+    });
+    // The default scope, cloud-platform, is not granted to this caller: the broker's refusal, exit 1.
+    const denied = await run([
+      'print-access-token',
+      '--url',
+      broker.url,
+      '--impersonate-service-account',
+      REPORTING,
+    ]);
+    expect(denied.code).toBe(1);
+    expect(denied.err).toMatch(/^broker-token: access_denied: /);
+  });
+
   it("exits non-zero with the broker's error on stderr", async () => {
     const denied = await run(['--url', broker.url, '--service-account', REPORTING, '--scope', DRIVE]);
     expect(denied.code).toBe(1);

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
-import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
+import { redisAvailable } from '../../infra/redis/redis-server.js';
 import {
   BIGQUERY,
   BILLING,

@@ -72,7 +72,9 @@ describe('npm start', () => {
     expect(stdout).toContain('broker; fwd=miss');
     expect(stdout).toContain('broker; hit');
     expect(stdout).toMatch(/curl -sS -X POST http:\/\/127\.0\.0\.1:\d+\/token/);
-    expect(stdout).toContain('minted keyless: IAM signJwt calls 1, Secret Manager reads for it 0 (audit: accountMode "keyless")');
+    expect(stdout).toContain(
+      'minted keyless: IAM signJwt calls 1, Secret Manager reads for it 0 (audit: accountMode "keyless")',
+    );
     expect(stdout).toContain('the same token the microservice got: one cache entry');
     expect(stdout).toContain('"sub":"alice@demo.example"');
   }, 90_000);

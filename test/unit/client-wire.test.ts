@@ -1,0 +1,18 @@
+import { describe, expect, it } from 'vitest';
+import { isWireErrorCode } from '../../shared/client/errors.js';
+import { HTTP_STATUS } from '../../shared/errors.js';
+import { ERROR_CODES, TOKEN_EXCHANGE_ERROR_CODES, WIRE_ERROR_CODES } from '../../shared/wire.js';
+
+describe('the wire contract', () => {
+  it("lists exactly the server's error codes, plus the token exchange's own", () => {
+    expect([...ERROR_CODES].sort()).toEqual(Object.keys(HTTP_STATUS).sort());
+    expect(TOKEN_EXCHANGE_ERROR_CODES).toEqual(['unsupported_grant_type', 'invalid_grant', 'invalid_target']);
+    expect(new Set(WIRE_ERROR_CODES).size).toBe(ERROR_CODES.length + TOKEN_EXCHANGE_ERROR_CODES.length);
+  });
+
+  it('lets the client tell a broker code from anything else', () => {
+    for (const code of WIRE_ERROR_CODES) expect(isWireErrorCode(code)).toBe(true);
+    for (const other of ['http_403', 'network_error', 'toString', '', 403, undefined, null])
+      expect(isWireErrorCode(other)).toBe(false);
+  });
+});
