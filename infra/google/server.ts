@@ -485,6 +485,11 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       standIn.injectFault(fault, times);
       return send(res, 200, { queued: faults.length });
     }
+    if (u.pathname === '/__control/iam-faults' && req.method === 'POST') {
+      const { fault, times } = JSON.parse(body) as { fault: IamFault; times?: number };
+      standIn.injectIamFault(fault, times);
+      return send(res, 200, {});
+    }
     if (u.pathname === '/__control/reset' && req.method === 'POST') {
       standIn.reset();
       return send(res, 200, {});
