@@ -1,4 +1,4 @@
-import { type createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
@@ -42,6 +42,9 @@ export interface IamServer {
   /** Distinct TCP connections that carried requests (keep-alive reuses one). */
   readonly connections: number;
   injectFault(fault: IamFault, times?: number): void;
+  /** A fixed delay before every answer (for benchmarks that subtract the round trip); 0 for none. */
+  setLatency(ms: number): void;
+  /** Clears faults (not the latency). */
   reset(): void;
   close(): Promise<void>;
 }
@@ -122,7 +125,7 @@ const denied = (permission: string, reason = 'IAM_PERMISSION_DENIED') =>
 /** Gives an account a Google-managed signing key if it has none; its public half joins the account's keys. */
 export function ensureSystemKey(account: Account): {
   kid: string;
-  privateKey: ReturnType<typeof createPrivateKey>;
+  privateKey: KeyObject;
 } {
   if (!account.systemKey) {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -142,7 +145,7 @@ export function ensureSystemKey(account: Account): {
  */
 export async function startIamServer(
   ctx: StandInContext,
-  options: { host?: string; port?: number } = {},
+  options: { host?: string; port?: number; latencyMs?: number } = {},
 ): Promise<IamServer> {
   const stats: IamRequestStats = {
     total: 0,
@@ -155,6 +158,7 @@ export async function startIamServer(
   const hanging = new Set<ServerResponse>();
   const sockets = new WeakSet<object>();
   let connections = 0;
+  let latencyMs = options.latencyMs ?? 0;
 
   function takeFault(method: IamMethod | undefined): IamFault | undefined {
     const i = faults.findIndex((f) => f.fault.method === undefined || f.fault.method === method);
@@ -329,6 +333,7 @@ export async function startIamServer(
     const method = IAM_METHODS.find((x) => x === m?.[3]);
     stats.total++;
     if (method) stats[method]++;
+    if (latencyMs > 0) await new Promise((r) => setTimeout(r, latencyMs));
     const fault = takeFault(method);
     if (fault) {
       switch (fault.kind) {
@@ -403,6 +408,9 @@ export async function startIamServer(
     },
     injectFault(fault, times = 1) {
       faults.push({ fault, remaining: times });
+    },
+    setLatency(ms) {
+      latencyMs = ms;
     },
     reset() {
       faults.length = 0;

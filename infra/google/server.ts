@@ -63,6 +63,8 @@ export interface GoogleStandInOptions {
   extraAudiences?: readonly string[];
   /** Port of the IAM Credentials API listener; default a random free port. */
   iamPort?: number;
+  /** A fixed delay before every IAM answer, in milliseconds (see {@link GoogleStandIn.setIamLatency}). */
+  iamLatencyMs?: number;
 }
 
 /** A keyless service account's public facts (it has no key file: IAM signs for it). */
@@ -143,6 +145,8 @@ export interface GoogleStandIn {
   startMetadataServer(options: MetadataServerOptions): Promise<MetadataServer>;
   /** Queues `fault` for the next `times` IAM requests (`Infinity` for all), optionally of one method only. */
   injectIamFault(fault: IamFault, times?: number): void;
+  /** Fixes IAM's latency (a delay before every answer, 0 for none): benches subtract a known round trip. */
+  setIamLatency(ms: number): void;
   /** The JWKS of an account's keys, as Google serves at `/service_accounts/v1/jwk/{email}`. */
   serviceAccountJwksUrl(email: string): string;
   /** Clears queued faults (token endpoint, IAM, metadata servers). */
@@ -248,6 +252,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
   iam = await startIamServer(context, {
     host,
     ...(options.iamPort === undefined ? {} : { port: options.iamPort }),
+    ...(options.iamLatencyMs === undefined ? {} : { latencyMs: options.iamLatencyMs }),
   });
 
   async function issueIdToken(o: Parameters<GoogleStandIn['issueIdToken']>[0]): Promise<string> {
@@ -570,6 +575,9 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     },
     injectIamFault(fault, times) {
       iam!.injectFault(fault, times);
+    },
+    setIamLatency(ms) {
+      iam!.setLatency(ms);
     },
     serviceAccountJwksUrl: (email) => `${url}/service_accounts/v1/jwk/${encodeURIComponent(email)}`,
     reset() {

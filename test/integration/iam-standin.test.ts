@@ -388,6 +388,32 @@ describe('IAM Credentials stand-in: faults and stats', () => {
   });
 });
 
+describe('IAM Credentials stand-in: fixed latency and addressing', () => {
+  it('delays every answer by the set latency, and not after it is cleared', async () => {
+    const bearer = await metadataToken();
+    const timed = async () => {
+      const started = performance.now();
+      expect((await iam(JOB, 'generateAccessToken', { scope: [CLOUD_PLATFORM] }, bearer)).status).toBe(200);
+      return performance.now() - started;
+    };
+    google.setIamLatency(150);
+    try {
+      expect(await timed()).toBeGreaterThanOrEqual(145);
+    } finally {
+      google.setIamLatency(0);
+    }
+    expect(await timed()).toBeLessThan(145);
+  });
+
+  it('takes the account as a percent-encoded email or as its numeric unique ID', async () => {
+    for (const id of [encodeURIComponent(JOB), job.clientId]) {
+      const r = await iam(id, 'generateAccessToken', { scope: [CLOUD_PLATFORM] });
+      expect(r.status).toBe(200);
+      expect((await tokeninfo(String(r.json['accessToken'])))['email']).toBe(JOB);
+    }
+  });
+});
+
 describe.skipIf(!pythonAvailable())("IAM Credentials stand-in, driven by Python's google-auth", () => {
   it('impersonated_credentials: an access token, a delegated user token via signJwt, and an ID token', async () => {
     const before = { ...google.stats.iamRequests };
