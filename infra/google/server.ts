@@ -176,6 +176,9 @@ class OAuthError extends Error {
  * (with its error codes), mints access and ID tokens; `/oauth2/v3/certs`
  * serves its JWKS; `/tokeninfo` describes tokens; `/local/idtoken` issues
  * caller ID tokens (stand-in only). Faults can be injected on `/token`.
+ * Beside it, on their own ports and sharing its state: the IAM Service
+ * Account Credentials API (`iamUrl`) and any number of metadata servers
+ * ({@link GoogleStandIn.startMetadataServer}), for keyless accounts.
  */
 export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Promise<GoogleStandIn> {
   const now = options.now ?? Date.now;
