@@ -175,7 +175,10 @@ export async function startMetadataServer(
           }
         : {}),
     });
-    return text(jwt);
+    // GCE serves the identity token as text/html (other values as application/text):
+    // gaxios reads text/* as a string but application/text as a Blob, so the
+    // difference decides whether a URL-sourced external_account credential works.
+    return { status: 200, body: jwt, type: 'text/html; charset=utf-8' };
   }
 
   const account: Dir = {
@@ -251,7 +254,7 @@ export async function startMetadataServer(
       const why =
         req.headers['x-forwarded-for'] !== undefined
           ? 'Request had X-Forwarded-For header and cannot be served.'
-          : 'Missing Metadata-Flavor:Google header.';
+          : 'Missing required header "Metadata-Flavor": "Google"';
       res.writeHead(403, { ...headers, 'Content-Type': 'text/html; charset=UTF-8' });
       res.end(forbidden(u.pathname, why));
       return;

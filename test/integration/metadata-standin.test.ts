@@ -1,5 +1,6 @@
 import { mkdtempSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as gcpMetadata from 'gcp-metadata';
@@ -149,9 +150,30 @@ describe('metadata server stand-in: as strict as Google', () => {
       expect(r.headers.get('metadata-flavor')).toBe('Google');
       expect(r.body).not.toMatch(/ya29\./);
     }
-    expect((await get(broker, tokenPath)).body).toContain('Missing Metadata-Flavor:Google header.');
+    expect((await get(broker, tokenPath)).body).toContain(
+      'Missing required header "Metadata-Flavor": "Google"',
+    );
     expect(broker.stats.rejected - before.rejected).toBe(4);
     expect(broker.stats.tokensIssued).toBe(before.tokensIssued);
+  });
+
+  it("answers with GCE's content types, which Google's clients parse by", async () => {
+    const h = { 'Metadata-Flavor': 'Google' };
+    const base = '/computeMetadata/v1/instance/service-accounts/default';
+    const types = [];
+    for (const path of [
+      `${base}/token`,
+      `${base}/email`,
+      `${base}/identity?audience=x`,
+      `${base}/?recursive=true`,
+    ])
+      types.push((await get(broker, path, h)).headers.get('content-type'));
+    expect(types).toEqual([
+      'application/json',
+      'application/text',
+      'text/html; charset=utf-8',
+      'application/json',
+    ]);
   });
 
   it('asks for an audience on the identity path and 404s what does not exist', async () => {
@@ -201,6 +223,102 @@ describe('metadata server stand-in: as strict as Google', () => {
     gcpMetadata.resetIsAvailableCache();
     expect(await gcpMetadata.isAvailable()).toBe(true);
     expect((await get(broker, tokenPath, h)).status).toBe(200);
+  });
+});
+
+/**
+ * A recording RFC 8693 token endpoint (a test fixture, not the broker): it
+ * keeps each form it receives and answers a fixed token exchange.
+ */
+async function startRecordingSts() {
+  const forms: URLSearchParams[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => {
+      body += c.toString();
+    });
+    req.on('end', () => {
+      forms.push(new URLSearchParams(body));
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          access_token: 'exchanged-access-token',
+          issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          token_type: 'Bearer',
+          expires_in: 3600,
+        }),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    forms,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/sts`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** An external_account credential whose subject token is the caller workload's identity from its metadata server. */
+const urlSourcedCredential = (stsUrl: string) => ({
+  type: 'external_account',
+  audience: '//token-broker/serviceAccounts/reports@acme.iam.gserviceaccount.com',
+  subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+  token_url: stsUrl,
+  credential_source: {
+    url: `${caller.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(AUDIENCE)}&format=full`,
+    headers: { 'Metadata-Flavor': 'Google' },
+    format: { type: 'text' },
+  },
+});
+
+async function expectCallerIdToken(subjectToken: string | null) {
+  const { payload } = await jwtVerify(subjectToken ?? '', createRemoteJWKSet(new URL(google.jwksUrl)), {
+    issuer: 'https://accounts.google.com',
+    audience: AUDIENCE,
+  });
+  expect(payload).toMatchObject({ email: CALLER, email_verified: true });
+}
+
+describe('metadata server stand-in as the URL source of an external_account credential', () => {
+  it("google-auth-library's GoogleAuth fetches the caller's ID token from it and sends it as the subject token", async () => {
+    const sts = await startRecordingSts();
+    try {
+      const before = caller.stats.identityRequests;
+      const auth = new GoogleAuth({
+        credentials: urlSourcedCredential(sts.url),
+        scopes: [CLOUD_PLATFORM],
+      });
+      expect(await auth.getAccessToken()).toBe('exchanged-access-token');
+      expect(caller.stats.identityRequests - before).toBe(1);
+      expect(sts.forms).toHaveLength(1);
+      expect(sts.forms[0]!.get('grant_type')).toBe('urn:ietf:params:oauth:grant-type:token-exchange');
+      await expectCallerIdToken(sts.forms[0]!.get('subject_token'));
+    } finally {
+      await sts.close();
+    }
+  });
+
+  it.skipIf(!pythonAvailable())("Python's identity_pool.Credentials does the same", async () => {
+    const sts = await startRecordingSts();
+    try {
+      const out = await runPython(
+        `
+import json, os
+import google.auth.transport.requests
+from google.auth import identity_pool
+creds = identity_pool.Credentials.from_info(json.loads(os.environ["CREDENTIAL"]))
+creds = creds.with_scopes([${JSON.stringify(CLOUD_PLATFORM)}])
+creds.refresh(google.auth.transport.requests.Request())
+print(creds.token)
+`,
+        { CREDENTIAL: JSON.stringify(urlSourcedCredential(sts.url)) },
+      );
+      expect(out.trim()).toBe('exchanged-access-token');
+      expect(sts.forms).toHaveLength(1);
+      await expectCallerIdToken(sts.forms[0]!.get('subject_token'));
+    } finally {
+      await sts.close();
+    }
   });
 });
 
