@@ -6,6 +6,7 @@ import { type Account, readBody, type StandInContext, sendJson } from './state.j
 
 /** The IAM Service Account Credentials API methods the stand-in serves. */
 export type IamMethod = 'generateAccessToken' | 'generateIdToken' | 'signJwt' | 'signBlob';
+/** Every method the stand-in serves (others answer 404). */
 export const IAM_METHODS: readonly IamMethod[] = [
   'generateAccessToken',
   'generateIdToken',

@@ -191,10 +191,10 @@ export async function startMetadataServer(
   const tree: Dir = {
     instance: {
       attributes: {},
-      hostname: 'local-instance.c.local-project.internal',
+      hostname: `local-instance.c.${projectId}.internal`,
       id: instanceId,
       name: 'local-instance',
-      'service-accounts': { default: account, [`${email}`]: account },
+      'service-accounts': { default: account, [email]: account },
       zone: `projects/${numericProjectId}/zones/local-a`,
     },
     project: { attributes: {}, 'numeric-project-id': numericProjectId, 'project-id': projectId },
