@@ -1,6 +1,7 @@
-import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto';
+import { generateKeyPair, type KeyObject, randomBytes, sign } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
 import { SignJWT } from 'jose';
 import { type Account, readBody, type StandInContext, sendJson } from './state.js';
 
@@ -50,6 +51,7 @@ export interface IamServer {
   close(): Promise<void>;
 }
 
+const generateKeyPairAsync = promisify(generateKeyPair);
 const PATH = /^\/v1\/projects\/([^/]+)\/serviceAccounts\/([^/:]+):([A-Za-z]+)$/;
 const DELEGATE = /^projects\/-\/serviceAccounts\/([^/]+)$/;
 const SCOPE = /^(?:https:\/\/[\x21-\x2b\x2d-\x7e]+|openid|email|profile)$/;
@@ -123,17 +125,25 @@ const denied = (permission: string, reason = 'IAM_PERMISSION_DENIED') =>
     },
   ]);
 
-/** Gives an account a Google-managed signing key if it has none; its public half joins the account's keys. */
-export function ensureSystemKey(account: Account): {
-  kid: string;
-  privateKey: KeyObject;
-} {
-  if (!account.systemKey) {
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const kid = randomBytes(20).toString('hex');
-    account.systemKey = { kid, privateKey };
+/**
+ * The `kid` of an account's Google-managed signing key, assigned on first
+ * use. The key itself is generated only when something is signed with it
+ * ({@link systemKeyOf}): an RSA key costs a few hundred milliseconds, and
+ * most accounts in a test never sign.
+ */
+export function systemKeyId(account: Account): string {
+  account.systemKeyId ??= randomBytes(20).toString('hex');
+  return account.systemKeyId;
+}
+
+/** The account's Google-managed signing key, generated on first use; its public half joins the account's keys. */
+export function systemKeyOf(account: Account): Promise<{ kid: string; privateKey: KeyObject }> {
+  account.systemKey ??= (async () => {
+    const kid = systemKeyId(account);
+    const { privateKey, publicKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
     account.keys.set(kid, { key: publicKey, state: 'enabled' });
-  }
+    return { kid, privateKey };
+  })();
   return account.systemKey;
 }
 
@@ -280,7 +290,7 @@ export async function startIamServer(
     if (exp < t) throw invalid('Invalid JWT payload: exp is in the past.');
     if (exp > t + MAX_JWT_AHEAD)
       throw invalid('Invalid JWT payload: exp is more than 12 hours in the future.');
-    const key = ensureSystemKey(target);
+    const key = await systemKeyOf(target);
     const signedJwt = await new SignJWT(set)
       .setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' })
       .sign(key.privateKey);
@@ -292,7 +302,7 @@ export async function startIamServer(
     const payload = body['payload'];
     if (typeof payload !== 'string' || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(payload))
       throw invalid(`Invalid value at 'payload' (TYPE_BYTES), Base64 decoding failed.`);
-    const key = ensureSystemKey(target);
+    const key = await systemKeyOf(target);
     const signedBlob = sign('sha256', Buffer.from(payload, 'base64'), key.privateKey).toString('base64');
     return { keyId: key.kid, signedBlob };
   }

@@ -12,11 +12,12 @@ import {
   SignJWT,
 } from 'jose';
 import {
-  ensureSystemKey,
   type IamFault,
   type IamRequestStats,
   type IamServer,
   startIamServer,
+  systemKeyId,
+  systemKeyOf,
 } from './iam.js';
 import { type MetadataServer, type MetadataServerOptions, startMetadataServer } from './metadata.js';
 import {
@@ -123,7 +124,7 @@ export interface GoogleStandIn {
   injectFault(fault: Fault, times?: number): void;
   /**
    * Registers a keyless service account: no key file exists; it gets a
-   * Google-managed key that IAM's `signJwt` signs with and that `/token`
+   * Google-managed key (generated on first use, its `kid` fixed now) that IAM's `signJwt` signs with and that `/token`
    * accepts assertions from (delegation rules as for keyed accounts, see
    * {@link GoogleStandIn.allowDelegation}). Nobody may impersonate it until
    * {@link GoogleStandIn.grantTokenCreator}.
@@ -460,6 +461,8 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     if (saJwk && req.method === 'GET') {
       const account = accounts.get(decodeURIComponent(saJwk[1]!));
       if (!account) return send(res, 404, { error: 'not_found' });
+      // A keyless account's Google-managed key is made on first use; Google always lists it.
+      if (account.systemKeyId !== undefined) await systemKeyOf(account);
       const keys = [];
       for (const [kid, k] of account.keys)
         if (k.state !== 'deleted') keys.push({ ...(await exportJWK(k.key)), kid, alg: 'RS256', use: 'sig' });
@@ -559,9 +562,8 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
         delegation: undefined,
         tokenCreators: new Set(),
       };
-      const key = ensureSystemKey(account);
       accounts.set(email, account);
-      return { email, clientId: account.clientId, keyId: key.kid };
+      return { email, clientId: account.clientId, keyId: systemKeyId(account) };
     },
     grantTokenCreator(account, member) {
       const a = accounts.get(account);

@@ -24,8 +24,10 @@ export interface Account {
   clientId: string;
   keys: Map<string, { key: KeyObject; state: 'enabled' | 'disabled' | 'deleted' }>;
   delegation: Set<string> | '*' | undefined;
-  /** The Google-managed key the IAM Credentials API signs with (`signJwt`, `signBlob`). */
-  systemKey?: { kid: string; privateKey: KeyObject };
+  /** The `kid` of its Google-managed key, assigned before the key exists. */
+  systemKeyId?: string;
+  /** The Google-managed key the IAM Credentials API signs with (`signJwt`, `signBlob`), made on first use. */
+  systemKey?: Promise<{ kid: string; privateKey: KeyObject }>;
   /** Members (emails) that hold `roles/iam.serviceAccountTokenCreator` on this account. */
   tokenCreators: Set<string>;
 }

@@ -402,6 +402,23 @@ describe('IAM Credentials stand-in: fixed latency and addressing', () => {
     expect(await timed()).toBeLessThan(145);
   });
 
+  it('registers keyless accounts cheaply: the RSA key is made on the first signature, with the kid given at registration', async () => {
+    const started = performance.now();
+    const many = Array.from({ length: 50 }, (_, i) =>
+      google.registerKeylessAccount(`tenant-${i}@acme.iam.gserviceaccount.com`),
+    );
+    // 50 RSA-2048 keys made eagerly take seconds; made lazily, none is made here.
+    expect(performance.now() - started).toBeLessThan(1_000);
+    const first = many[0]!;
+    google.grantTokenCreator(first.email, BROKER);
+    const r = await iam(first.email, 'signJwt', { payload: JSON.stringify({ iss: first.email }) });
+    expect([r.status, r.json['keyId']]).toEqual([200, first.keyId]);
+    const jwks = (await (await fetch(google.serviceAccountJwksUrl(many[1]!.email))).json()) as {
+      keys: Array<{ kid: string }>;
+    };
+    expect(jwks.keys.map((k) => k.kid)).toEqual([many[1]!.keyId]);
+  });
+
   it('takes the account as a percent-encoded email or as its numeric unique ID', async () => {
     for (const id of [encodeURIComponent(JOB), job.clientId]) {
       const r = await iam(id, 'generateAccessToken', { scope: [CLOUD_PLATFORM] });
