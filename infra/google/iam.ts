@@ -1,8 +1,8 @@
-import { generateKeyPair, type KeyObject, randomBytes, sign } from 'node:crypto';
+import { type KeyObject, randomBytes, sign } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { promisify } from 'node:util';
 import { SignJWT } from 'jose';
+import type { RsaKeyPool } from './rsa-pool.js';
 import { type Account, readBody, type StandInContext, sendJson } from './state.js';
 
 /** The IAM Service Account Credentials API methods the stand-in serves. */
@@ -51,7 +51,6 @@ export interface IamServer {
   close(): Promise<void>;
 }
 
-const generateKeyPairAsync = promisify(generateKeyPair);
 const PATH = /^\/v1\/projects\/([^/]+)\/serviceAccounts\/([^/:]+):([A-Za-z]+)$/;
 const DELEGATE = /^projects\/-\/serviceAccounts\/([^/]+)$/;
 const SCOPE = /^(?:https:\/\/[\x21-\x2b\x2d-\x7e]+|openid|email|profile)$/;
@@ -127,20 +126,23 @@ const denied = (permission: string, reason = 'IAM_PERMISSION_DENIED') =>
 
 /**
  * The `kid` of an account's Google-managed signing key, assigned on first
- * use. The key itself is generated only when something is signed with it
- * ({@link systemKeyOf}): an RSA key costs a few hundred milliseconds, and
- * most accounts in a test never sign.
+ * use. The key itself is bound only when something is signed with it
+ * ({@link systemKeyOf}).
  */
 export function systemKeyId(account: Account): string {
   account.systemKeyId ??= randomBytes(20).toString('hex');
   return account.systemKeyId;
 }
 
-/** The account's Google-managed signing key, generated on first use; its public half joins the account's keys. */
-export function systemKeyOf(account: Account): Promise<{ kid: string; privateKey: KeyObject }> {
+/** The account's Google-managed signing key, taken from the pool on first use; its public half joins the account's keys. */
+export function systemKeyOf(
+  account: Account,
+  pool: RsaKeyPool,
+): Promise<{ kid: string; privateKey: KeyObject }> {
   account.systemKey ??= (async () => {
     const kid = systemKeyId(account);
-    const { privateKey, publicKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
+    const { privateKey, publicKey } = await pool.take(account.keyExpected === true);
+    account.keyExpected = false;
     account.keys.set(kid, { key: publicKey, state: 'enabled' });
     return { kid, privateKey };
   })();
@@ -290,7 +292,7 @@ export async function startIamServer(
     if (exp < t) throw invalid('Invalid JWT payload: exp is in the past.');
     if (exp > t + MAX_JWT_AHEAD)
       throw invalid('Invalid JWT payload: exp is more than 12 hours in the future.');
-    const key = await systemKeyOf(target);
+    const key = await systemKeyOf(target, ctx.rsaKeys);
     const signedJwt = await new SignJWT(set)
       .setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' })
       .sign(key.privateKey);
@@ -302,7 +304,7 @@ export async function startIamServer(
     const payload = body['payload'];
     if (typeof payload !== 'string' || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(payload))
       throw invalid(`Invalid value at 'payload' (TYPE_BYTES), Base64 decoding failed.`);
-    const key = await systemKeyOf(target);
+    const key = await systemKeyOf(target, ctx.rsaKeys);
     const signedBlob = sign('sha256', Buffer.from(payload, 'base64'), key.privateKey).toString('base64');
     return { keyId: key.kid, signedBlob };
   }

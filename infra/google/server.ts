@@ -20,6 +20,7 @@ import {
   systemKeyOf,
 } from './iam.js';
 import { type MetadataServer, type MetadataServerOptions, startMetadataServer } from './metadata.js';
+import { RsaKeyPool } from './rsa-pool.js';
 import {
   type AccessTokenInfo,
   type Account,
@@ -124,7 +125,7 @@ export interface GoogleStandIn {
   injectFault(fault: Fault, times?: number): void;
   /**
    * Registers a keyless service account: no key file exists; it gets a
-   * Google-managed key (generated on first use, its `kid` fixed now) that IAM's `signJwt` signs with and that `/token`
+   * Google-managed key (its `kid` fixed now, the RSA key made ahead in the background) that IAM's `signJwt` signs with and that `/token`
    * accepts assertions from (delegation rules as for keyed accounts, see
    * {@link GoogleStandIn.allowDelegation}). Nobody may impersonate it until
    * {@link GoogleStandIn.grantTokenCreator}.
@@ -251,6 +252,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     accounts,
     accessTokens,
     signGoogle: sign,
+    rsaKeys: new RsaKeyPool(),
     onSecret: (secret) => options.onSecret?.(secret),
   };
   iam = await startIamServer(context, {
@@ -462,7 +464,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       const account = accounts.get(decodeURIComponent(saJwk[1]!));
       if (!account) return send(res, 404, { error: 'not_found' });
       // A keyless account's Google-managed key is made on first use; Google always lists it.
-      if (account.systemKeyId !== undefined) await systemKeyOf(account);
+      if (account.systemKeyId !== undefined) await systemKeyOf(account, context.rsaKeys);
       const keys = [];
       for (const [kid, k] of account.keys)
         if (k.state !== 'deleted') keys.push({ ...(await exportJWK(k.key)), kid, alg: 'RS256', use: 'sig' });
@@ -561,7 +563,9 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
         keys: new Map(),
         delegation: undefined,
         tokenCreators: new Set(),
+        keyExpected: true,
       };
+      context.rsaKeys.expect();
       accounts.set(email, account);
       return { email, clientId: account.clientId, keyId: systemKeyId(account) };
     },
