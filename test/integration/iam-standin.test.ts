@@ -437,6 +437,7 @@ describe.skipIf(!pythonAvailable())("IAM Credentials stand-in, driven by Python'
     const out = await runPython(
       `
 import json, os
+import google.auth.exceptions
 import google.auth.transport.requests
 from google.auth import compute_engine, iam, impersonated_credentials
 base = os.environ["IAM_URL"] + "/v1/projects/-/serviceAccounts/{}"
@@ -456,7 +457,16 @@ user = impersonated_credentials.Credentials(
 user.refresh(request)
 idc = impersonated_credentials.IDTokenCredentials(target, target_audience=${JSON.stringify(AUDIENCE)}, include_email=True)
 idc.refresh(request)
-print(json.dumps({"token": target.token, "user": user.token, "id": idc.token}))
+denied = impersonated_credentials.Credentials(
+    source_credentials=source, target_principal=${JSON.stringify(DENIED)},
+    target_scopes=[${JSON.stringify(CLOUD_PLATFORM)}],
+    iam_endpoint_override=base.format(${JSON.stringify(DENIED)}) + ":generateAccessToken")
+try:
+    denied.refresh(request)
+    refusal = None
+except google.auth.exceptions.RefreshError as e:
+    refusal = json.loads(e.args[1])["error"]
+print(json.dumps({"token": target.token, "user": user.token, "id": idc.token, "refusal": refusal}))
 `,
       {
         GCE_METADATA_HOST: metadata.host,
@@ -465,7 +475,8 @@ print(json.dumps({"token": target.token, "user": user.token, "id": idc.token}))
         TOKEN_URL: google.tokenUrl,
       },
     );
-    const r = JSON.parse(out) as { token: string; user: string; id: string };
+    const r = JSON.parse(out) as { token: string; user: string; id: string; refusal: unknown };
+    expect(r.refusal).toMatchObject({ code: 403, status: 'PERMISSION_DENIED' });
     const info = await tokeninfo(r.token);
     expect(info).toMatchObject({ email: JOB, scope: CLOUD_PLATFORM });
     expect(Number(info['expires_in'])).toBeLessThanOrEqual(600);
@@ -474,7 +485,7 @@ print(json.dumps({"token": target.token, "user": user.token, "id": idc.token}))
       audience: AUDIENCE,
     });
     expect(payload['email']).toBe(JOB);
-    expect(google.stats.iamRequests.generateAccessToken - before.generateAccessToken).toBe(1);
+    expect(google.stats.iamRequests.generateAccessToken - before.generateAccessToken).toBe(2);
     expect(google.stats.iamRequests.signJwt - before.signJwt).toBe(1);
     expect(google.stats.iamRequests.generateIdToken - before.generateIdToken).toBe(1);
   });
