@@ -1,11 +1,13 @@
-import { type createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { type KeyObject, randomBytes, sign } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
+import type { RsaKeyPool } from './rsa-pool.js';
 import { type Account, readBody, type StandInContext, sendJson } from './state.js';
 
 /** The IAM Service Account Credentials API methods the stand-in serves. */
 export type IamMethod = 'generateAccessToken' | 'generateIdToken' | 'signJwt' | 'signBlob';
+/** Every method the stand-in serves (others answer 404). */
 export const IAM_METHODS: readonly IamMethod[] = [
   'generateAccessToken',
   'generateIdToken',
@@ -42,6 +44,9 @@ export interface IamServer {
   /** Distinct TCP connections that carried requests (keep-alive reuses one). */
   readonly connections: number;
   injectFault(fault: IamFault, times?: number): void;
+  /** A fixed delay before every answer (for benchmarks that subtract the round trip); 0 for none. */
+  setLatency(ms: number): void;
+  /** Clears faults (not the latency). */
   reset(): void;
   close(): Promise<void>;
 }
@@ -119,17 +124,28 @@ const denied = (permission: string, reason = 'IAM_PERMISSION_DENIED') =>
     },
   ]);
 
-/** Gives an account a Google-managed signing key if it has none; its public half joins the account's keys. */
-export function ensureSystemKey(account: Account): {
-  kid: string;
-  privateKey: ReturnType<typeof createPrivateKey>;
-} {
-  if (!account.systemKey) {
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const kid = randomBytes(20).toString('hex');
-    account.systemKey = { kid, privateKey };
+/**
+ * The `kid` of an account's Google-managed signing key, assigned on first
+ * use. The key itself is bound only when something is signed with it
+ * ({@link systemKeyOf}).
+ */
+export function systemKeyId(account: Account): string {
+  account.systemKeyId ??= randomBytes(20).toString('hex');
+  return account.systemKeyId;
+}
+
+/** The account's Google-managed signing key, taken from the pool on first use; its public half joins the account's keys. */
+export function systemKeyOf(
+  account: Account,
+  pool: RsaKeyPool,
+): Promise<{ kid: string; privateKey: KeyObject }> {
+  account.systemKey ??= (async () => {
+    const kid = systemKeyId(account);
+    const { privateKey, publicKey } = await pool.take(account.keyExpected === true);
+    account.keyExpected = false;
     account.keys.set(kid, { key: publicKey, state: 'enabled' });
-  }
+    return { kid, privateKey };
+  })();
   return account.systemKey;
 }
 
@@ -142,7 +158,7 @@ export function ensureSystemKey(account: Account): {
  */
 export async function startIamServer(
   ctx: StandInContext,
-  options: { host?: string; port?: number } = {},
+  options: { host?: string; port?: number; latencyMs?: number } = {},
 ): Promise<IamServer> {
   const stats: IamRequestStats = {
     total: 0,
@@ -155,6 +171,7 @@ export async function startIamServer(
   const hanging = new Set<ServerResponse>();
   const sockets = new WeakSet<object>();
   let connections = 0;
+  let latencyMs = options.latencyMs ?? 0;
 
   function takeFault(method: IamMethod | undefined): IamFault | undefined {
     const i = faults.findIndex((f) => f.fault.method === undefined || f.fault.method === method);
@@ -275,7 +292,7 @@ export async function startIamServer(
     if (exp < t) throw invalid('Invalid JWT payload: exp is in the past.');
     if (exp > t + MAX_JWT_AHEAD)
       throw invalid('Invalid JWT payload: exp is more than 12 hours in the future.');
-    const key = ensureSystemKey(target);
+    const key = await systemKeyOf(target, ctx.rsaKeys);
     const signedJwt = await new SignJWT(set)
       .setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' })
       .sign(key.privateKey);
@@ -287,7 +304,7 @@ export async function startIamServer(
     const payload = body['payload'];
     if (typeof payload !== 'string' || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(payload))
       throw invalid(`Invalid value at 'payload' (TYPE_BYTES), Base64 decoding failed.`);
-    const key = ensureSystemKey(target);
+    const key = await systemKeyOf(target, ctx.rsaKeys);
     const signedBlob = sign('sha256', Buffer.from(payload, 'base64'), key.privateKey).toString('base64');
     return { keyId: key.kid, signedBlob };
   }
@@ -329,6 +346,7 @@ export async function startIamServer(
     const method = IAM_METHODS.find((x) => x === m?.[3]);
     stats.total++;
     if (method) stats[method]++;
+    if (latencyMs > 0) await new Promise((r) => setTimeout(r, latencyMs));
     const fault = takeFault(method);
     if (fault) {
       switch (fault.kind) {
@@ -403,6 +421,9 @@ export async function startIamServer(
     },
     injectFault(fault, times = 1) {
       faults.push({ fault, remaining: times });
+    },
+    setLatency(ms) {
+      latencyMs = ms;
     },
     reset() {
       faults.length = 0;

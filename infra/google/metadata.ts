@@ -25,6 +25,8 @@ export interface MetadataServerOptions {
   numericProjectId?: string;
   /** The instance's access scopes; default `cloud-platform`. */
   scopes?: readonly string[];
+  /** A fixed delay before every answer, in milliseconds; default 0. */
+  latencyMs?: number;
   /** `expires_in` of a fresh access token; default 3599. */
   tokenLifetimeSeconds?: number;
   host?: string;
@@ -61,7 +63,9 @@ export interface MetadataServer {
   setDown(down: boolean): Promise<void>;
   /** Makes every access token this server issued expire now (the IAM API then answers 401); the next request mints afresh. */
   expireTokens(): void;
-  /** Clears faults. */
+  /** Sets the fixed delay before every answer (0 for none). */
+  setLatency(ms: number): void;
+  /** Clears faults (not the latency). */
   reset(): void;
   close(): Promise<void>;
 }
@@ -112,6 +116,7 @@ export async function startMetadataServer(
   };
   const faults: Array<{ fault: MetadataFault; remaining: number }> = [];
   const hanging = new Set<ServerResponse>();
+  let latencyMs = options.latencyMs ?? 0;
   /** Tokens handed out, by the scope string they carry (GCE reuses one until it nears expiry). */
   const current = new Map<string, string>();
   const issued = new Set<string>();
@@ -170,7 +175,10 @@ export async function startMetadataServer(
           }
         : {}),
     });
-    return text(jwt);
+    // GCE serves the identity token as text/html (other values as application/text):
+    // gaxios reads text/* as a string but application/text as a Blob, so the
+    // difference decides whether a URL-sourced external_account credential works.
+    return { status: 200, body: jwt, type: 'text/html; charset=utf-8' };
   }
 
   const account: Dir = {
@@ -183,10 +191,10 @@ export async function startMetadataServer(
   const tree: Dir = {
     instance: {
       attributes: {},
-      hostname: 'local-instance.c.local-project.internal',
+      hostname: `local-instance.c.${projectId}.internal`,
       id: instanceId,
       name: 'local-instance',
-      'service-accounts': { default: account, [`${email}`]: account },
+      'service-accounts': { default: account, [email]: account },
       zone: `projects/${numericProjectId}/zones/local-a`,
     },
     project: { attributes: {}, 'numeric-project-id': numericProjectId, 'project-id': projectId },
@@ -246,7 +254,7 @@ export async function startMetadataServer(
       const why =
         req.headers['x-forwarded-for'] !== undefined
           ? 'Request had X-Forwarded-For header and cannot be served.'
-          : 'Missing Metadata-Flavor:Google header.';
+          : 'Missing required header "Metadata-Flavor": "Google"';
       res.writeHead(403, { ...headers, 'Content-Type': 'text/html; charset=UTF-8' });
       res.end(forbidden(u.pathname, why));
       return;
@@ -258,6 +266,7 @@ export async function startMetadataServer(
         : 'other';
     if (kind === 'token') stats.tokenRequests++;
     if (kind === 'identity') stats.identityRequests++;
+    if (latencyMs > 0) await new Promise((r) => setTimeout(r, latencyMs));
     const fault = takeFault(kind);
     if (fault) {
       switch (fault.kind) {
@@ -343,6 +352,9 @@ export async function startMetadataServer(
         if (info) info.exp = Math.min(info.exp, t);
       }
       current.clear();
+    },
+    setLatency(ms) {
+      latencyMs = ms;
     },
     reset() {
       faults.length = 0;

@@ -12,13 +12,15 @@ import {
   SignJWT,
 } from 'jose';
 import {
-  ensureSystemKey,
   type IamFault,
   type IamRequestStats,
   type IamServer,
   startIamServer,
+  systemKeyId,
+  systemKeyOf,
 } from './iam.js';
 import { type MetadataServer, type MetadataServerOptions, startMetadataServer } from './metadata.js';
+import { RsaKeyPool } from './rsa-pool.js';
 import {
   type AccessTokenInfo,
   type Account,
@@ -63,6 +65,8 @@ export interface GoogleStandInOptions {
   extraAudiences?: readonly string[];
   /** Port of the IAM Credentials API listener; default a random free port. */
   iamPort?: number;
+  /** A fixed delay before every IAM answer, in milliseconds (see {@link GoogleStandIn.setIamLatency}). */
+  iamLatencyMs?: number;
 }
 
 /** A keyless service account's public facts (it has no key file: IAM signs for it). */
@@ -121,7 +125,7 @@ export interface GoogleStandIn {
   injectFault(fault: Fault, times?: number): void;
   /**
    * Registers a keyless service account: no key file exists; it gets a
-   * Google-managed key that IAM's `signJwt` signs with and that `/token`
+   * Google-managed key (its `kid` fixed now, the RSA key made ahead in the background) that IAM's `signJwt` signs with and that `/token`
    * accepts assertions from (delegation rules as for keyed accounts, see
    * {@link GoogleStandIn.allowDelegation}). Nobody may impersonate it until
    * {@link GoogleStandIn.grantTokenCreator}.
@@ -143,6 +147,8 @@ export interface GoogleStandIn {
   startMetadataServer(options: MetadataServerOptions): Promise<MetadataServer>;
   /** Queues `fault` for the next `times` IAM requests (`Infinity` for all), optionally of one method only. */
   injectIamFault(fault: IamFault, times?: number): void;
+  /** Fixes IAM's latency (a delay before every answer, 0 for none): benches subtract a known round trip. */
+  setIamLatency(ms: number): void;
   /** The JWKS of an account's keys, as Google serves at `/service_accounts/v1/jwk/{email}`. */
   serviceAccountJwksUrl(email: string): string;
   /** Clears queued faults (token endpoint, IAM, metadata servers). */
@@ -172,6 +178,9 @@ class OAuthError extends Error {
  * (with its error codes), mints access and ID tokens; `/oauth2/v3/certs`
  * serves its JWKS; `/tokeninfo` describes tokens; `/local/idtoken` issues
  * caller ID tokens (stand-in only). Faults can be injected on `/token`.
+ * Beside it, on their own ports and sharing its state: the IAM Service
+ * Account Credentials API (`iamUrl`) and any number of metadata servers
+ * ({@link GoogleStandIn.startMetadataServer}), for keyless accounts.
  */
 export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Promise<GoogleStandIn> {
   const now = options.now ?? Date.now;
@@ -243,11 +252,13 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     accounts,
     accessTokens,
     signGoogle: sign,
+    rsaKeys: new RsaKeyPool(),
     onSecret: (secret) => options.onSecret?.(secret),
   };
   iam = await startIamServer(context, {
     host,
     ...(options.iamPort === undefined ? {} : { port: options.iamPort }),
+    ...(options.iamLatencyMs === undefined ? {} : { latencyMs: options.iamLatencyMs }),
   });
 
   async function issueIdToken(o: Parameters<GoogleStandIn['issueIdToken']>[0]): Promise<string> {
@@ -452,6 +463,8 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     if (saJwk && req.method === 'GET') {
       const account = accounts.get(decodeURIComponent(saJwk[1]!));
       if (!account) return send(res, 404, { error: 'not_found' });
+      // A keyless account's Google-managed key is made on first use; Google always lists it.
+      if (account.systemKeyId !== undefined) await systemKeyOf(account, context.rsaKeys);
       const keys = [];
       for (const [kid, k] of account.keys)
         if (k.state !== 'deleted') keys.push({ ...(await exportJWK(k.key)), kid, alg: 'RS256', use: 'sig' });
@@ -484,6 +497,11 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       const { fault, times } = JSON.parse(body) as { fault: Fault; times?: number };
       standIn.injectFault(fault, times);
       return send(res, 200, { queued: faults.length });
+    }
+    if (u.pathname === '/__control/iam-faults' && req.method === 'POST') {
+      const { fault, times } = JSON.parse(body) as { fault: IamFault; times?: number };
+      standIn.injectIamFault(fault, times);
+      return send(res, 200, {});
     }
     if (u.pathname === '/__control/reset' && req.method === 'POST') {
       standIn.reset();
@@ -545,10 +563,11 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
         keys: new Map(),
         delegation: undefined,
         tokenCreators: new Set(),
+        keyExpected: true,
       };
-      const key = ensureSystemKey(account);
+      context.rsaKeys.expect();
       accounts.set(email, account);
-      return { email, clientId: account.clientId, keyId: key.kid };
+      return { email, clientId: account.clientId, keyId: systemKeyId(account) };
     },
     grantTokenCreator(account, member) {
       const a = accounts.get(account);
@@ -565,6 +584,9 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     },
     injectIamFault(fault, times) {
       iam!.injectFault(fault, times);
+    },
+    setIamLatency(ms) {
+      iam!.setLatency(ms);
     },
     serviceAccountJwksUrl: (email) => `${url}/service_accounts/v1/jwk/${encodeURIComponent(email)}`,
     reset() {

@@ -1,5 +1,6 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RsaKeyPool } from './rsa-pool.js';
 
 /** Who minted an access token: the token endpoint, a metadata server, or the IAM Credentials API. */
 export type TokenOrigin = 'oauth' | 'metadata' | 'iam';
@@ -24,8 +25,12 @@ export interface Account {
   clientId: string;
   keys: Map<string, { key: KeyObject; state: 'enabled' | 'disabled' | 'deleted' }>;
   delegation: Set<string> | '*' | undefined;
-  /** The Google-managed key the IAM Credentials API signs with (`signJwt`, `signBlob`). */
-  systemKey?: { kid: string; privateKey: KeyObject };
+  /** A keyless account whose key the pool was told to make ahead, not yet taken. */
+  keyExpected?: boolean;
+  /** The `kid` of its Google-managed key, assigned before the key exists. */
+  systemKeyId?: string;
+  /** The Google-managed key the IAM Credentials API signs with (`signJwt`, `signBlob`), made on first use. */
+  systemKey?: Promise<{ kid: string; privateKey: KeyObject }>;
   /** Members (emails) that hold `roles/iam.serviceAccountTokenCreator` on this account. */
   tokenCreators: Set<string>;
 }
@@ -39,6 +44,8 @@ export interface StandInContext {
   readonly accessTokens: Map<string, AccessTokenInfo>;
   /** Signs claims with the stand-in's Google key (the one its JWKS serves): ID tokens. */
   signGoogle(claims: Record<string, unknown>): Promise<string>;
+  /** Where Google-managed keys come from (made ahead in the background). */
+  readonly rsaKeys: RsaKeyPool;
   /** Reports a token or signed JWT it issued (for leak scans). */
   onSecret(secret: string): void;
 }

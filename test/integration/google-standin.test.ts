@@ -1,5 +1,7 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { createRemoteJWKSet, importPKCS8, jwtVerify, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { generateServiceAccountKey } from '../../infra/google/keys.js';
 import { type GoogleStandIn, startGoogleStandIn } from '../../infra/google/server.js';
 
@@ -149,5 +151,76 @@ describe('Google OAuth stand-in', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(190);
     expect(google.stats.tokenRequests - before.tokenRequests).toBe(4);
     expect(google.stats.tokensIssued - before.tokensIssued).toBe(1);
+  });
+});
+
+describe('the standalone Google stand-in process (infra/google/main.ts)', () => {
+  const main = fileURLToPath(new URL('../../dist/infra/google/main.js', import.meta.url));
+
+  it('starts a metadata server and keyless accounts from flags, and they mint end to end', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        main,
+        '--port',
+        '0',
+        '--iam-port',
+        '0',
+        '--metadata-port',
+        '0',
+        '--keyless',
+        'job@demo.iam.gserviceaccount.com',
+      ],
+      { env: { ...process.env, GOOGLE_STANDIN_METADATA_EMAIL: 'broker@demo.iam.gserviceaccount.com' } },
+    );
+    try {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      await vi.waitFor(() => expect(out).toContain('GCE_METADATA_HOST='), { timeout: 15_000 });
+      const value = (name: string) => new RegExp(`${name}=(\\S+)`).exec(out)?.[1] ?? '';
+      const tokeninfoUrl = /tokeninfo (\S+)/.exec(out)?.[1] ?? '';
+      expect(out).toMatch(
+        /broker@demo\.iam\.gserviceaccount\.com is roles\/iam\.serviceAccountTokenCreator on job@demo/,
+      );
+      const md = await fetch(
+        `http://${value('GCE_METADATA_HOST')}/computeMetadata/v1/instance/service-accounts/default/token`,
+        {
+          headers: { 'Metadata-Flavor': 'Google' },
+        },
+      );
+      const { access_token } = (await md.json()) as { access_token: string };
+      const res = await fetch(
+        `${value('BROKER_IAM_CREDENTIALS_URL')}/v1/projects/-/serviceAccounts/job@demo.iam.gserviceaccount.com:generateAccessToken`,
+        {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${access_token}` },
+          body: JSON.stringify({ scope: ['https://www.googleapis.com/auth/cloud-platform'] }),
+        },
+      );
+      const { accessToken } = (await res.json()) as { accessToken: string };
+      const info = (await (await fetch(`${tokeninfoUrl}?access_token=${accessToken}`)).json()) as Record<
+        string,
+        unknown
+      >;
+      expect(info['email']).toBe('job@demo.iam.gserviceaccount.com');
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  it('refuses bad options with exit code 2 and a message naming each problem', () => {
+    const r = spawnSync(
+      process.execPath,
+      [main, '--port', 'x', '--keyless', 'not-an-email', '--grant', 'a=b=c'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('GOOGLE_STANDIN_PORT: not a port: x');
+    expect(r.stderr).toContain('keyless account: not an email: not-an-email');
+    expect(r.stderr).toContain('grant: expected ACCOUNT=MEMBER, got a=b=c');
   });
 });
