@@ -29,6 +29,12 @@ export interface MetadataServerOptions {
   latencyMs?: number;
   /** `expires_in` of a fresh access token; default 3599. */
   tokenLifetimeSeconds?: number;
+  /**
+   * The `Content-Type` of the identity token: `text/html; charset=utf-8` (the
+   * default) as on GCE and GKE, or `application/text` as Cloud Run's
+   * metadata server answers, which gaxios reads as a Blob.
+   */
+  identityContentType?: string;
   host?: string;
   /** Default: a random free port. */
   port?: number;
@@ -178,7 +184,7 @@ export async function startMetadataServer(
     // GCE serves the identity token as text/html (other values as application/text):
     // gaxios reads text/* as a string but application/text as a Blob, so the
     // difference decides whether a URL-sourced external_account credential works.
-    return { status: 200, body: jwt, type: 'text/html; charset=utf-8' };
+    return { status: 200, body: jwt, type: options.identityContentType ?? 'text/html; charset=utf-8' };
   }
 
   const account: Dir = {

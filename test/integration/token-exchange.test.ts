@@ -64,8 +64,8 @@ function tokenFile(name: string, token: string): string {
   return path;
 }
 
-const urlSource = () => ({
-  url: `${workload.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(AUDIENCE)}&format=full`,
+const urlSource = (server: MetadataServer = workload) => ({
+  url: `${server.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(AUDIENCE)}&format=full`,
   headers: { 'Metadata-Flavor': 'Google' },
   format: { type: 'text' },
 });
@@ -129,14 +129,31 @@ describe("Google's own auth libraries, unchanged, from an external_account crede
     });
   });
 
-  it("google-auth-library (Node) 10.5: the URL source reads the metadata server's `application/text` answer as a Blob, so it fails safely (use the executable source on Google Cloud)", async () => {
-    // Known upstream quirk: gaxios parses a response by its content type, and GCE/Cloud Run serve ID tokens as
-    // `application/text`, which it returns as a Blob; the library then sends "[object Blob]" as the subject token.
-    const before = { identity: workload.stats.identityRequests, iam: stack.google.stats.iamRequests.total };
-    const file = credentialFile('node-url', `//token-broker/serviceAccounts/${KEYLESS}`, urlSource());
-    const auth = new GoogleAuth({ keyFilename: file, scopes: [BIGQUERY] });
-    await expect(auth.getAccessToken()).rejects.toThrow(/invalid_grant/);
-    expect(workload.stats.identityRequests - before.identity).toBe(1);
+  it('google-auth-library (Node): URL source on GCE or GKE → the library fetches the caller ID token from the metadata server itself', async () => {
+    const before = workload.stats.identityRequests;
+    const file = credentialFile('node-url', `//token-broker/serviceAccounts/${KEYLESS}`, urlSource(workload));
+    const token = await new GoogleAuth({ keyFilename: file, scopes: [BIGQUERY] }).getAccessToken();
+    expect(await tokeninfo(token as string)).toMatchObject({ email: KEYLESS, scope: BIGQUERY });
+    expect(workload.stats.identityRequests - before).toBe(1);
+  });
+
+  it("google-auth-library (Node) 10.5: the URL source against Cloud Run's metadata server fails safely (use the executable source there)", async () => {
+    // Known upstream quirk: gaxios parses a response by its content type, and Cloud Run's metadata server serves ID
+    // tokens as `application/text`, which gaxios returns as a Blob; the library then sends "[object Blob]".
+    const cloudRun = await stack.google.startMetadataServer({
+      email: BILLING,
+      identityContentType: 'application/text',
+    });
+    const before = { identity: cloudRun.stats.identityRequests, iam: stack.google.stats.iamRequests.total };
+    const file = credentialFile(
+      'node-url-run',
+      `//token-broker/serviceAccounts/${KEYLESS}`,
+      urlSource(cloudRun),
+    );
+    await expect(new GoogleAuth({ keyFilename: file, scopes: [BIGQUERY] }).getAccessToken()).rejects.toThrow(
+      /invalid_grant/,
+    );
+    expect(cloudRun.stats.identityRequests - before.identity).toBe(1);
     expect(stack.google.stats.iamRequests.total).toBe(before.iam);
   });
 
