@@ -1,7 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GoogleAuth } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main as cli } from '../../functions/cli/broker-token.js';
 import type { BrokerProcess } from '../../infra/broker-process.js';
 import type { MetadataServer } from '../../infra/google/metadata.js';
 import { pythonAvailable, runPython } from '../support/python.js';
@@ -41,19 +42,36 @@ afterAll(async () => stack?.close());
 
 const stsUrl = () => `${broker.url}/sts`;
 
-/** An `external_account` credential file, as `broker-token credential-config` writes it. */
-function credentialFile(name: string, audience: string, source: Record<string, unknown>): string {
+type Source = { file: string } | { metadata: MetadataServer } | { executable: string };
+
+/** Writes an `external_account` credential file with `broker-token credential-config`, the command callers use. */
+async function credentialFile(name: string, serviceAccount: string, source: Source): Promise<string> {
   const path = join(stack.dir, `${name}.json`);
-  writeFileSync(
-    path,
-    JSON.stringify({
-      type: 'external_account',
-      audience,
-      subject_token_type: ID_TOKEN,
-      token_url: stsUrl(),
-      credential_source: source,
-    }),
-  );
+  const args = ['credential-config', '--url', broker.url, '--impersonate-service-account', serviceAccount];
+  args.push('--broker-audience', AUDIENCE, '--output-file', path);
+  const env: Record<string, string> = {};
+  if ('file' in source) args.push('--credential-source-file', source.file);
+  else if ('metadata' in source) {
+    args.push('--credential-source-metadata');
+    env['GCE_METADATA_HOST'] = source.metadata.host;
+  } else args.push('--executable-command', source.executable, '--executable-timeout-millis', '10000');
+  const errors: string[] = [];
+  expect(
+    await cli(
+      args,
+      env,
+      () => {},
+      (s) => errors.push(s),
+    ),
+  ).toBe(0);
+  expect(errors).toEqual([`broker-token: wrote the credential configuration to ${path}`]);
+  const written = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  expect(written).toMatchObject({
+    type: 'external_account',
+    audience: `//token-broker/serviceAccounts/${serviceAccount}`,
+    subject_token_type: ID_TOKEN,
+    token_url: stsUrl(),
+  });
   return path;
 }
 
@@ -63,12 +81,6 @@ function tokenFile(name: string, token: string): string {
   writeFileSync(path, `${token}\n`);
   return path;
 }
-
-const urlSource = (server: MetadataServer = workload) => ({
-  url: `${server.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(AUDIENCE)}&format=full`,
-  headers: { 'Metadata-Flavor': 'Google' },
-  format: { type: 'text' },
-});
 
 async function tokeninfo(token: string): Promise<Record<string, unknown>> {
   const res = await fetch(`${stack.google.tokeninfoUrl}?access_token=${encodeURIComponent(token)}`);
@@ -96,7 +108,7 @@ async function sts(body: string, contentType = 'application/x-www-form-urlencode
 
 describe("Google's own auth libraries, unchanged, from an external_account credential file", () => {
   it('google-auth-library (Node): file source → a token Google accepts, minted once and shared with /token', async () => {
-    const file = credentialFile('node-file', `//token-broker/serviceAccounts/${REPORTING}`, {
+    const file = await credentialFile('node-file', REPORTING, {
       file: tokenFile('billing', billing),
     });
     const before = stack.google.stats.tokensIssued;
@@ -131,7 +143,7 @@ describe("Google's own auth libraries, unchanged, from an external_account crede
 
   it('google-auth-library (Node): URL source on GCE or GKE → the library fetches the caller ID token from the metadata server itself', async () => {
     const before = workload.stats.identityRequests;
-    const file = credentialFile('node-url', `//token-broker/serviceAccounts/${KEYLESS}`, urlSource(workload));
+    const file = await credentialFile('node-url', KEYLESS, { metadata: workload });
     const token = await new GoogleAuth({ keyFilename: file, scopes: [BIGQUERY] }).getAccessToken();
     expect(await tokeninfo(token as string)).toMatchObject({ email: KEYLESS, scope: BIGQUERY });
     expect(workload.stats.identityRequests - before).toBe(1);
@@ -145,11 +157,7 @@ describe("Google's own auth libraries, unchanged, from an external_account crede
       identityContentType: 'application/text',
     });
     const before = { identity: cloudRun.stats.identityRequests, iam: stack.google.stats.iamRequests.total };
-    const file = credentialFile(
-      'node-url-run',
-      `//token-broker/serviceAccounts/${KEYLESS}`,
-      urlSource(cloudRun),
-    );
+    const file = await credentialFile('node-url-run', KEYLESS, { metadata: cloudRun });
     await expect(new GoogleAuth({ keyFilename: file, scopes: [BIGQUERY] }).getAccessToken()).rejects.toThrow(
       /invalid_grant/,
     );
@@ -164,8 +172,8 @@ describe("Google's own auth libraries, unchanged, from an external_account crede
       script,
       `console.log(JSON.stringify({ version: 1, success: true, token_type: ${JSON.stringify(ID_TOKEN)}, id_token: ${JSON.stringify(billing)}, expiration_time: ${expiry} }));\n`,
     );
-    const file = credentialFile('node-exec', `//token-broker/serviceAccounts/${REPORTING}`, {
-      executable: { command: `${process.execPath} ${script}`, timeout_millis: 10_000 },
+    const file = await credentialFile('node-exec', REPORTING, {
+      executable: `${process.execPath} ${script}`,
     });
     process.env['GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES'] = '1';
     try {
@@ -186,7 +194,7 @@ print(json.dumps({"type": type(creds).__module__ + "." + type(creds).__name__, "
 `;
 
     it('identity_pool.Credentials, file source with a trailing newline → a token Google accepts', async () => {
-      const file = credentialFile('py-file', `//token-broker/serviceAccounts/${REPORTING}`, {
+      const file = await credentialFile('py-file', REPORTING, {
         file: tokenFile('billing-py', billing),
       });
       const out = JSON.parse(await runPython(script(file))) as { type: string; token: string };
@@ -196,7 +204,7 @@ print(json.dumps({"type": type(creds).__module__ + "." + type(creds).__name__, "
 
     it('identity_pool.Credentials, URL source: Python fetches the ID token from the metadata server', async () => {
       const before = workload.stats.identityRequests;
-      const file = credentialFile('py-url', `//token-broker/serviceAccounts/${KEYLESS}`, urlSource());
+      const file = await credentialFile('py-url', KEYLESS, { metadata: workload });
       const out = JSON.parse(await runPython(script(file))) as { token: string };
       expect(await tokeninfo(out.token)).toMatchObject({ email: KEYLESS });
       expect(workload.stats.identityRequests - before).toBe(1);
