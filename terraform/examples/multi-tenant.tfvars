@@ -6,9 +6,9 @@ targets    = ["broker", "sts"]
 ingress    = "ALLOW_INTERNAL_AND_GCLB"
 
 service_accounts = [
-  { email = "blue@tenant-blue.iam.gserviceaccount.com", secret_id = "tenant-blue-key", tenant = "blue" },
+  { email = "blue-tenant@tenant-blue.iam.gserviceaccount.com", secret_id = "tenant-blue-key", tenant = "blue" },
   {
-    email     = "green@tenant-green.iam.gserviceaccount.com"
+    email     = "green-tenant@tenant-green.iam.gserviceaccount.com"
     keyless   = true
     delegates = ["broker-hop@platform-prod.iam.gserviceaccount.com"]
     tenant    = "green"
