@@ -38,8 +38,8 @@ const text = Object.fromEntries(
 const README = readFileSync(join(DIR, 'README.md'), 'utf8');
 const example = (name: string) => tfvars(readFileSync(join(DIR, 'examples', name), 'utf8'), name, parseBody);
 /** What each example's comments say to pass through the environment (TF_VAR_...). */
-const SINGLE = { ...example('single-tenant.tfvars'), upstash_redis_rest_token: 'rest-token' };
-const MULTI = { ...example('multi-tenant.tfvars'), upstash_api_key: 'api-key' };
+const SINGLE: Record<string, unknown> = { ...example('single-tenant.tfvars'), upstash_redis_rest_token: 'rest-token' };
+const MULTI: Record<string, unknown> = { ...example('multi-tenant.tfvars'), upstash_api_key: 'api-key' };
 const RUNTIME = 'token-broker-runtime@acme-prod.iam.gserviceaccount.com';
 
 /** Variables, validation failures and a plan scope, as `terraform plan -var-file` would have them. */
