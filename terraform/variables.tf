@@ -50,8 +50,8 @@ variable "targets" {
     # Purge drops tokens from the memory of the instance it runs on and from the shared cache. A separate
     # admin function shares no memory with the token functions: without the shared cache its purge would
     # reach nothing that serves tokens.
-    condition     = !contains(var.targets, "admin") || contains(var.targets, "broker") || var.enable_shared_cache
-    error_message = "The admin target as its own function needs enable_shared_cache = true: otherwise a purge cannot reach the other functions' caches. Deploy broker (one function) or turn the shared cache on."
+    condition     = !contains(var.targets, "admin") || var.enable_shared_cache
+    error_message = "The admin target as its own function needs enable_shared_cache = true: otherwise a purge cannot reach the other functions' caches. Deploy broker alone (its /admin/purge) or turn the shared cache on."
   }
 }
 

@@ -12,9 +12,11 @@
  * nested block's type and nesting. What the bindings do not cover is in
  * EXTRA_SCHEMAS below, each entry with its source.
  */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type Block, type Body, type Expr, type TfModule, traversals } from './tf-syntax.js';
 
 export interface BlockSchema {
@@ -106,7 +108,7 @@ const LINK =
   /^Represents a \{@link https:\/\/registry\.terraform\.io\/providers\/[\w-]+\/[\w-]+\/[\d.]+\/docs(?:\/(resources|data-sources)\/\w+)? ([\w]+)\}/;
 
 /** Reads one CDKTF prebuilt provider package's schema from its .jsii manifest. */
-export function loadCdktfSchema(pkg: string): ProviderSchema {
+export function readCdktfSchema(pkg: string): ProviderSchema {
   const file = join(dirname(require.resolve(`${pkg}/package.json`)), '.jsii');
   const types = (JSON.parse(readFileSync(file, 'utf8')) as { types: Record<string, JsiiType> }).types;
   const out: ProviderSchema = {
@@ -126,6 +128,79 @@ export function loadCdktfSchema(pkg: string): ProviderSchema {
     else out.provider = schema;
   }
   return out;
+}
+
+/** A schema as JSON: each distinct block once, nested blocks by index (the bindings share them widely). */
+interface Packed {
+  blocks: [args: [string, 0 | 1][], nested: [string, 0 | 1, 0 | 1, number][], readable: string[]][];
+  provider: number;
+  resources: [string, number][];
+  data: [string, number][];
+}
+
+function pack(s: ProviderSchema): Packed {
+  const ids = new Map<BlockSchema, number>();
+  const out: Packed = { blocks: [], provider: 0, resources: [], data: [] };
+  const id = (b: BlockSchema): number => {
+    const known = ids.get(b);
+    if (known !== undefined) return known;
+    const i = out.blocks.length;
+    ids.set(b, i);
+    out.blocks.push([[], [], []]);
+    out.blocks[i] = [
+      [...b.args].map(([n, a]) => [n, a.required ? 1 : 0]),
+      [...b.blocks].map(([n, x]) => [n, x.required ? 1 : 0, x.single ? 1 : 0, id(x.schema)]),
+      [...b.readable],
+    ];
+    return i;
+  };
+  out.provider = id(s.provider);
+  out.resources = [...s.resources].map(([n, b]) => [n, id(b)]);
+  out.data = [...s.data].map(([n, b]) => [n, id(b)]);
+  return out;
+}
+
+function unpack(p: Packed): ProviderSchema {
+  const made = p.blocks.map((): BlockSchema => ({ args: new Map(), blocks: new Map(), readable: new Set() }));
+  p.blocks.forEach(([args, nested, readable], i) => {
+    const b = made[i]!;
+    for (const [n, r] of args) b.args.set(n, { required: r === 1 });
+    for (const [n, r, single, j] of nested)
+      b.blocks.set(n, { required: r === 1, single: single === 1, schema: made[j]! });
+    for (const n of readable) b.readable.add(n);
+  });
+  return {
+    provider: made[p.provider]!,
+    resources: new Map(p.resources.map(([n, i]) => [n, made[i]!])),
+    data: new Map(p.data.map(([n, i]) => [n, made[i]!])),
+    ephemeral: new Map(),
+  };
+}
+
+/**
+ * A provider package's schema, read from its .jsii manifest once and then
+ * from a compact copy in node_modules/.cache (the google manifest is ~100 MB;
+ * the copy is keyed by the package version and the manifest's size, and by
+ * this file's extraction code, so a changed package or extractor rebuilds it).
+ */
+export function loadCdktfSchema(pkg: string): ProviderSchema {
+  const dir = dirname(require.resolve(`${pkg}/package.json`));
+  const version = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string })
+    .version;
+  const code = createHash('sha256')
+    .update(readFileSync(fileURLToPath(import.meta.url)))
+    .digest('hex')
+    .slice(0, 12);
+  const key = `${pkg.replace(/\W+/g, '_')}-${version}-${statSync(join(dir, '.jsii')).size}-${code}.json`;
+  const cacheDir = join(dir, '..', '..', '.cache', 'tf-schema');
+  const cached = join(cacheDir, key);
+  if (existsSync(cached)) return unpack(JSON.parse(readFileSync(cached, 'utf8')) as Packed);
+  const schema = readCdktfSchema(pkg);
+  mkdirSync(cacheDir, { recursive: true });
+  const tmp = `${cached}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(pack(schema)));
+  renameSync(tmp, cached); // atomic: parallel test workers never read half a file
+  return schema;
 }
 
 /** A schema written by hand: args "name" or "name!" (required); computed attributes listed apart. */

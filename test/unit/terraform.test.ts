@@ -354,6 +354,7 @@ describe('6. cross-variable checks', () => {
       /admin target as its own function needs enable_shared_cache/,
     );
     expect(plan({ ...off, targets: ['broker', 'sts'] }).failures).toEqual([]);
+    expect(plan({ ...off, targets: ['broker', 'admin'] }).failures.join('\n')).toMatch(/admin target/);
     expect(plan({ ...off, targets: ['token', 'jwt'] }).failures).toEqual([]);
     expect(plan(SINGLE).failures).toEqual([]);
   });
