@@ -320,14 +320,28 @@ export function planScope(m: TfModule, vars: Record<string, unknown>): Scope {
     path: { module: '.', root: '.' },
     terraform: { workspace: 'default' },
   };
-  for (const key of [...m.resources.keys(), ...m.data.keys(), ...m.ephemeral.keys()].map((k) => k.split('.')))
-    scope[key[0]!] = { ...((scope[key[0]!] as object | undefined) ?? {}), [key[1]!]: UNKNOWN };
-  scope['data'] = Object.fromEntries(
-    [...m.data.keys()].map((k) => [k.split('.')[0], { [k.split('.')[1]!]: UNKNOWN }]),
-  );
-  scope['ephemeral'] = Object.fromEntries(
-    [...m.ephemeral.keys()].map((k) => [k.split('.')[0], { [k.split('.')[1]!]: UNKNOWN }]),
-  );
+  // A resource's value before apply: its instances are known (count and for_each must be), their attributes not.
+  const instances = (address: string) => (): unknown => {
+    const block = m.resources.get(address) ?? m.data.get(address) ?? m.ephemeral.get(address);
+    const keys = instanceKeys(m, address, scope);
+    if (attr(block!.body, 'for_each')) return Object.fromEntries(keys.map((k) => [k, UNKNOWN]));
+    if (attr(block!.body, 'count')) return keys.map(() => UNKNOWN);
+    return UNKNOWN;
+  };
+  const define = (root: Record<string, unknown>, addresses: Iterable<string>) => {
+    for (const address of addresses) {
+      const [type, name] = address.split('.') as [string, string];
+      root[type] ??= {};
+      Object.defineProperty(root[type], name, { enumerable: true, get: instances(address) });
+    }
+  };
+  const data: Record<string, unknown> = {};
+  const ephemeral: Record<string, unknown> = {};
+  define(scope, m.resources.keys());
+  define(data, m.data.keys());
+  define(ephemeral, m.ephemeral.keys());
+  scope['data'] = data;
+  scope['ephemeral'] = ephemeral;
   for (const [name, expr] of m.locals) {
     Object.defineProperty(local, name, { enumerable: true, get: () => evaluate(expr, scope) });
   }

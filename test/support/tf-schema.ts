@@ -393,6 +393,61 @@ function checkReferences(
   }
 }
 
+/**
+ * Ephemeral values (ephemeral variables, ephemeral resources, and locals made
+ * from them) may only flow into write-only arguments (`*_wo`), provider
+ * blocks, other locals and ephemeral resources, and a variable's own
+ * validation: anywhere else Terraform would have to save them.
+ */
+function ephemeralProblems(m: TfModule): string[] {
+  const problems: string[] = [];
+  const ephemeralVars = new Set(
+    [...m.variables]
+      .filter(([, b]) =>
+        b.attrs.some((a) => a.name === 'ephemeral' && a.expr.k === 'lit' && a.expr.v === true),
+      )
+      .map(([n]) => n),
+  );
+  const ephemeralLocals = new Set<string>();
+  const source = (e: Expr): string | undefined => {
+    for (const { root, path } of traversals(e)) {
+      if (root === 'var' && ephemeralVars.has(path[0]!)) return `var.${path[0]}`;
+      if (root === 'ephemeral') return `ephemeral.${path[0]}.${path[1]}`;
+      if (root === 'local' && ephemeralLocals.has(path[0]!)) return `local.${path[0]}`;
+    }
+    return undefined;
+  };
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [name, e] of m.locals)
+      if (!ephemeralLocals.has(name) && source(e)) {
+        ephemeralLocals.add(name);
+        grew = true;
+      }
+  }
+  const walk = (body: Body, where: string, own: string | undefined) => {
+    for (const a of body.attrs) {
+      if (a.name.endsWith('_wo')) continue;
+      const found = source(a.expr);
+      if (found && !(own && found === `var.${own}`))
+        problems.push(
+          `${where}.${a.name} (line ${a.line}): the ephemeral ${found} can only go to write-only arguments, provider blocks, locals and ephemeral resources`,
+        );
+    }
+    for (const b of body.blocks) walk(b.body, `${where}.${b.type === 'dynamic' ? b.labels[0] : b.type}`, own);
+  };
+  for (const b of m.blocks) {
+    if (['terraform', 'locals', 'provider', 'ephemeral'].includes(b.type)) continue;
+    if (b.type === 'output' && b.body.attrs.some((a) => a.name === 'ephemeral')) continue;
+    walk(
+      b.body,
+      `${b.file}: ${b.type}.${b.labels.join('.')}`,
+      b.type === 'variable' ? b.labels[0] : undefined,
+    );
+  }
+  return problems;
+}
+
 /** Every problem Terraform's validate would find in the module that this check models; [] when it is sound. */
 export function checkModule(m: TfModule, schemas: Record<string, ProviderSchema>): string[] {
   const problems: string[] = [];
@@ -425,5 +480,6 @@ export function checkModule(m: TfModule, schemas: Record<string, ProviderSchema>
     }
     if (b.type !== 'terraform') checkReferences(m, b, where, schemas, problems);
   }
+  problems.push(...ephemeralProblems(m));
   return problems;
 }

@@ -140,6 +140,26 @@ describe('terraform/ against the providers published schemas', () => {
       (t: string) => t.replace('  region  = var.region\n}', '  regoin  = var.region\n}'),
       /provider\.google\.regoin \(line \d+\): unsupported argument/,
     ],
+    [
+      'an ephemeral value where Terraform would have to save it',
+      'main.tf',
+      (t: string) =>
+        t.replace(
+          'BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)',
+          'BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)\n        UPSTASH_REDIS_REST_TOKEN    = local.upstash_token',
+        ),
+      /environment_variables \(line \d+\): the ephemeral local\.upstash_token can only go to write-only arguments/,
+    ],
+    [
+      'an ephemeral variable read by another variable',
+      'variables.tf',
+      (t: string) =>
+        t.replace(
+          'condition     = !var.enable_shared_cache || var.create_upstash_database || var.upstash_redis_rest_url != ""',
+          'condition     = !var.enable_shared_cache || var.create_upstash_database || var.upstash_redis_rest_token != null',
+        ),
+      /variable\.enable_shared_cache\.validation\.condition \(line \d+\): the ephemeral var\.upstash_redis_rest_token/,
+    ],
   ] as const)('fails on %s', (_name, file, edit, expected) => {
     const problems = problemsAfter(file, edit);
     expect(

@@ -38,7 +38,10 @@ const text = Object.fromEntries(
 const README = readFileSync(join(DIR, 'README.md'), 'utf8');
 const example = (name: string) => tfvars(readFileSync(join(DIR, 'examples', name), 'utf8'), name, parseBody);
 /** What each example's comments say to pass through the environment (TF_VAR_...). */
-const SINGLE: Record<string, unknown> = { ...example('single-tenant.tfvars'), upstash_redis_rest_token: 'rest-token' };
+const SINGLE: Record<string, unknown> = {
+  ...example('single-tenant.tfvars'),
+  upstash_redis_rest_token: 'rest-token',
+};
 const MULTI: Record<string, unknown> = { ...example('multi-tenant.tfvars'), upstash_api_key: 'api-key' };
 const RUNTIME = 'token-broker-runtime@acme-prod.iam.gserviceaccount.com';
 
@@ -74,6 +77,29 @@ describe('examples', () => {
     ['multi-tenant.tfvars', MULTI],
   ])('%s sets only declared variables and passes every validation', (_name, given) => {
     expect(plan(given).failures).toEqual([]);
+  });
+});
+
+describe('plan', () => {
+  it.each([
+    ['single-tenant', SINGLE],
+    ['multi-tenant', MULTI],
+    [
+      'single-tenant without the job and the shared cache',
+      {
+        ...SINGLE,
+        delegated_job: null,
+        enable_shared_cache: false,
+        upstash_redis_rest_url: '',
+        targets: ['broker'],
+      },
+    ],
+  ])('knows every count and for_each before apply (%s)', (_name, given) => {
+    const { scope } = plan(given);
+    let instances = 0;
+    for (const address of [...m.resources.keys(), ...m.data.keys(), ...m.ephemeral.keys()])
+      instances += instanceKeys(m, address, scope).length;
+    expect(instances).toBeGreaterThan(30);
   });
 });
 
