@@ -178,6 +178,10 @@ variable "service_accounts" {
     condition     = length(distinct([for sa in var.service_accounts : sa.email])) == length(var.service_accounts)
     error_message = "Each service account may be listed once."
   }
+  validation {
+    condition     = length(distinct([for sa in var.service_accounts : sa.secret_id if sa.secret_id != null])) == length([for sa in var.service_accounts : sa if sa.secret_id != null])
+    error_message = "Each secret_id may hold one account's key."
+  }
 }
 
 variable "policy" {

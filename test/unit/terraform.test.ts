@@ -539,6 +539,14 @@ describe('keyless accounts', () => {
   ])('refuses the entry %j', (entry, message) => {
     expect(plan({ ...SINGLE, service_accounts: [entry] }).failures.join('\n')).toMatch(message);
   });
+
+  it('refuses two accounts in one secret', () => {
+    const twice = [
+      { email: 'a@acme-prod.iam.gserviceaccount.com', secret_id: 'shared-key' },
+      { email: 'b@acme-prod.iam.gserviceaccount.com', secret_id: 'shared-key' },
+    ];
+    expect(plan({ ...SINGLE, service_accounts: twice }).failures.join('\n')).toMatch(/one account's key/);
+  });
 });
 
 describe('token exchange (sts)', () => {
