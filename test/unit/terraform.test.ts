@@ -209,16 +209,30 @@ describe('3. the scheduled job reaches the internal broker', () => {
     ).toBe('projects/acme-prod/locations/europe-west1/connectors/shared');
   });
 
-  it('never opens ingress to all unless the operator sets it', () => {
-    for (const [name, f] of functions())
-      expect(
-        evaluate(attr(blocks(f.body, 'service_config')[0]!.body, 'ingress_settings')!, {
-          var: { ingress: 'X', sts_ingress: 'X' },
-          local: { ingress_of: { t: 'X' } },
-          each: { value: 't' },
-        }),
-        name,
-      ).not.toBe('ALLOW_ALL');
+  it('never opens ingress to all unless the operator sets it, and never for the job', () => {
+    const ingress = (given: Record<string, unknown>) => {
+      const { scope } = plan(given);
+      return Object.fromEntries(
+        functions().flatMap(([address]) =>
+          instanceKeys(m, address, scope).map((key) => [
+            `${address.split('.')[1]}/${key}`,
+            instanceAttribute(m, address, key, 'service_config.ingress_settings', scope),
+          ]),
+        ),
+      );
+    };
+    expect(ingress(SINGLE)).toEqual({
+      'broker/token': 'ALLOW_INTERNAL_ONLY',
+      'broker/jwt': 'ALLOW_INTERNAL_ONLY',
+      'broker/idtoken': 'ALLOW_INTERNAL_ONLY',
+      'broker/admin': 'ALLOW_INTERNAL_ONLY',
+      'broker/sts': 'ALLOW_INTERNAL_ONLY',
+      'job/job': 'ALLOW_INTERNAL_ONLY',
+    });
+    const open = ingress({ ...SINGLE, ingress: 'ALLOW_ALL' });
+    expect(open['broker/token']).toBe('ALLOW_ALL');
+    expect(open['broker/sts']).toBe('ALLOW_INTERNAL_ONLY');
+    expect(open['job/job']).toBe('ALLOW_INTERNAL_ONLY');
     expect(README).toMatch(/Cloud Scheduler/);
     expect(README).toMatch(/Private Google Access/);
   });
@@ -485,20 +499,15 @@ describe('keyless accounts', () => {
 
   it('writes keyless entries into BROKER_POLICY as the contract has them', () => {
     const { scope } = plan(MULTI);
-    const policy = JSON.parse(
-      String(
-        evaluate(
-          {
-            k: 'call',
-            fn: 'jsonencode',
-            args: [{ k: 'attr', obj: { k: 'name', name: 'local' }, name: 'policy' }],
-          },
-          scope,
-        ),
-      ),
-    ) as {
-      serviceAccounts: Record<string, unknown>[];
-    };
+    // What the functions get in BROKER_POLICY (main.tf: jsonencode(local.policy)).
+    const env = instanceAttribute(
+      m,
+      'google_cloudfunctions2_function.broker',
+      'broker',
+      'service_config.environment_variables',
+      scope,
+    ) as Record<string, unknown>;
+    const policy = JSON.parse(String(env['BROKER_POLICY'])) as { serviceAccounts: Record<string, unknown>[] };
     expect(policy.serviceAccounts).toEqual([
       {
         email: 'blue-tenant@tenant-blue.iam.gserviceaccount.com',
