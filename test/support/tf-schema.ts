@@ -99,8 +99,10 @@ function blockSchema(fqn: string, types: Record<string, JsiiType>, getters?: Jsi
     } else s.args.set(name, { required: !p.optional });
     s.readable.add(name);
   }
-  for (const g of getters ?? [])
-    if (!g.static && !g.protected && !g.name.endsWith('Input')) s.readable.add(snake(g.name));
+  // Computed attributes: the resource class's getters, or for a nested block its OutputReference class's.
+  for (const g of getters ?? types[`${fqn}OutputReference`]?.properties ?? [])
+    if (!g.static && !g.protected && !g.name.endsWith('Input') && g.name !== 'internalValue')
+      s.readable.add(snake(g.name));
   return s;
 }
 
@@ -384,8 +386,16 @@ function checkReferences(
         else if (path[2] && !readable(root === 'data' ? 'data' : 'ephemeral', path[0]!)?.has(path[2]))
           problems.push(`${at}: ${root}.${address} has no attribute ${path[2]}`);
       } else if (m.resources.has(`${root}.${path[0]}`)) {
-        if (path[1] && !readable('resources', root)?.has(path[1]))
-          problems.push(`${at}: ${root}.${path[0]} has no attribute ${path[1]}`);
+        // Follow the path through nested blocks: google_x.y.block.attr must exist at each step.
+        let schema = schemas[providerOf(root, providers) ?? '']?.resources.get(root);
+        for (const [i, segment] of path.slice(1).entries()) {
+          if (!schema) break;
+          if (!schema.readable.has(segment)) {
+            problems.push(`${at}: ${[root, ...path.slice(0, i + 1)].join('.')} has no attribute ${segment}`);
+            break;
+          }
+          schema = schema.blocks.get(segment)?.schema;
+        }
       } else if (providerOf(root, providers) || /_/.test(root)) {
         problems.push(`${at}: ${root}.${path[0]} is not declared`);
       } else problems.push(`${at}: unknown name ${root}`);

@@ -160,6 +160,16 @@ describe('terraform/ against the providers published schemas', () => {
         ),
       /variable\.enable_shared_cache\.validation\.condition \(line \d+\): the ephemeral var\.upstash_redis_rest_token/,
     ],
+    [
+      'a nested attribute the block does not have',
+      'main.tf',
+      (t: string) =>
+        t.replace(
+          'google_cloudfunctions2_function.broker[each.value.target].service_config[0].service',
+          'google_cloudfunctions2_function.broker[each.value.target].service_config[0].servce',
+        ),
+      /google_cloudfunctions2_function\.broker\.service_config has no attribute servce/,
+    ],
   ] as const)('fails on %s', (_name, file, edit, expected) => {
     const problems = problemsAfter(file, edit);
     expect(
