@@ -66,7 +66,9 @@ describe('the HCL reader agrees with the official parser', () => {
 
   it('evaluates expressions as Terraform does', () => {
     const scope = { var: { xs: ['a', 'b'], m: { k: 'v' }, n: null } };
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: HCL interpolations, not JavaScript ones
     expect(evaluateText('[for i, x in var.xs : "${i}=${x}" if x != "b"]', scope)).toEqual(['0=a']);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: HCL interpolations, not JavaScript ones
     expect(evaluateText('{ for k, v in var.m : "${k}x" => v }', scope)).toEqual({ kx: 'v' });
     expect(evaluateText('can(regex("^a$", "b"))', scope)).toBe(false);
     expect(evaluateText('var.n == null ? "none" : var.n', scope)).toBe('none');
