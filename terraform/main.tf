@@ -4,61 +4,104 @@ locals {
   # (gen2 functions accept it, and Cloud Run IAM checks it), known before the function exists.
   function_url = { for t in var.targets : t => "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.prefix}-${t}" }
 
-  secret_ids = { for sa in var.service_accounts : sa.secret_id => sa }
+  keyed_accounts   = { for sa in var.service_accounts : sa.secret_id => sa if !sa.keyless }
+  keyless_accounts = { for sa in var.service_accounts : sa.email => sa if sa.keyless }
+
+  # IAM Credentials' rule for an impersonation chain: whoever calls may create tokens for the first account of
+  # the chain, each delegate for the next, and the last delegate for the account. Without delegates that is one
+  # grant: the broker's runtime account on the keyless account, and on nothing else.
+  keyless_grants = { for g in flatten([
+    for sa in local.keyless_accounts : [
+      for i, account in concat(sa.delegates, [sa.email]) : {
+        key     = "${sa.email}/${account}"
+        account = account
+        caller  = i == 0 ? "" : concat(sa.delegates, [sa.email])[i - 1]
+      }
+    ]
+  ]) : g.key => g }
+
+  # The policy's serviceAccounts, built from var.service_accounts (an object for-expression drops the null
+  # attributes, and keeps `keyless` a JSON boolean).
   policy = merge(var.policy, {
     serviceAccounts = [
-      for sa in var.service_accounts : merge(
-        { email = sa.email, key = "projects/${var.project_id}/secrets/${sa.secret_id}/versions/latest" },
-        sa.tenant == null ? {} : { tenant = sa.tenant },
-      )
+      for sa in var.service_accounts : { for k, v in {
+        email     = sa.email
+        key       = sa.keyless ? null : "projects/${var.project_id}/secrets/${sa.secret_id}/versions/latest"
+        keyless   = sa.keyless ? true : null
+        delegates = length(sa.delegates) > 0 ? sa.delegates : null
+        tenant    = sa.tenant
+      } : k => v if v != null }
     ]
   })
 
-  shared_cache      = var.enable_shared_cache
-  upstash_url       = var.create_upstash_database ? "https://${one(upstash_redis_database.cache[*].endpoint)}" : var.upstash_redis_rest_url
-  upstash_token     = var.create_upstash_database ? one(upstash_redis_database.cache[*].rest_token) : var.upstash_redis_rest_token
-  invoker_targets   = [for t in var.targets : t if t != "admin"]
+  shared_cache = var.enable_shared_cache
+  upstash_url  = var.create_upstash_database ? "https://${one(upstash_redis_database.cache[*].endpoint)}" : var.upstash_redis_rest_url
+  # Ephemeral (it may come from var.upstash_redis_rest_token): used only by a write-only argument.
+  upstash_token = var.create_upstash_database ? one(upstash_redis_database.cache[*].rest_token) : var.upstash_redis_rest_token
+
+  # Who may invoke each function through Cloud Run's IAM check. sts is apart: see var.sts_invoker.
+  invoker_targets   = [for t in var.targets : t if contains(["token", "jwt", "idtoken", "broker"], t)]
   admin_targets     = [for t in var.targets : t if t == "admin" || t == "broker"]
+  sts_targets       = var.sts_invoker == "callers" ? [for t in var.targets : t if t == "sts"] : []
   token_function    = contains(var.targets, "broker") ? "broker" : "token"
   token_url_for_job = contains(var.targets, "broker") ? "${local.function_url["broker"]}/token" : local.function_url["token"]
   invoker_bindings = merge(
-    { for pair in setproduct(local.invoker_targets, var.callers) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = pair[1] } },
-    { for pair in setproduct(local.admin_targets, var.admins) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = pair[1] } },
+    { for pair in setproduct(concat(local.invoker_targets, local.sts_targets), var.callers) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = "serviceAccount:${pair[1]}" } },
+    { for pair in setproduct(local.admin_targets, var.admins) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = "serviceAccount:${pair[1]}" } },
+    var.sts_invoker == "allUsers" && contains(var.targets, "sts") ? { "sts/allUsers" = { target = "sts", member = "allUsers" } } : {},
   )
+  ingress_of = { for t in var.targets : t => t == "sts" ? var.sts_ingress : var.ingress }
 }
 
 resource "google_project_service" "apis" {
-  for_each = toset([
-    "cloudfunctions.googleapis.com",
-    "run.googleapis.com",
-    "cloudbuild.googleapis.com",
-    "artifactregistry.googleapis.com",
-    "secretmanager.googleapis.com",
-    "cloudscheduler.googleapis.com",
-    "iamcredentials.googleapis.com",
-  ])
+  for_each = toset(concat(
+    [
+      "cloudresourcemanager.googleapis.com", # project IAM bindings (google_project_iam_member)
+      "iam.googleapis.com",                  # service accounts and their IAM policies
+      "iamcredentials.googleapis.com",       # keyless minting: generateAccessToken, signJwt, generateIdToken
+      "cloudfunctions.googleapis.com",
+      "run.googleapis.com",
+      "cloudbuild.googleapis.com",
+      "artifactregistry.googleapis.com",
+      "storage.googleapis.com",
+      "secretmanager.googleapis.com",
+      "logging.googleapis.com",
+      "monitoring.googleapis.com",
+    ],
+    var.delegated_job == null ? [] : [
+      "cloudscheduler.googleapis.com",
+      "compute.googleapis.com",   # the job's network and subnet
+      "vpcaccess.googleapis.com", # the job's Serverless VPC Access connector
+    ],
+  ))
   project            = var.project_id
   service            = each.value
   disable_on_destroy = false
 }
 
-# The identity the broker runs as: it reads its key secrets and writes logs, nothing else.
+# The identity the broker runs as. It reads its key secrets and creates tokens for its keyless accounts, and
+# nothing else. It needs no logging role: Cloud Run collects stdout and stderr itself.
 resource "google_service_account" "broker" {
   project      = var.project_id
   account_id   = "${local.prefix}-runtime"
   display_name = "Token broker runtime"
+  depends_on   = [google_project_service.apis]
 }
 
-resource "google_project_iam_member" "broker_log_writer" {
-  project = var.project_id
-  role    = "roles/logging.logWriter"
-  member  = "serviceAccount:${google_service_account.broker.email}"
+# Keyless accounts: roles/iam.serviceAccountTokenCreator on each account (or along its delegate chain), never
+# project-wide. No secret exists for them.
+resource "google_service_account_iam_member" "keyless_token_creator" {
+  for_each           = local.keyless_grants
+  service_account_id = "projects/${regex("@([a-z0-9-]+)\\.iam\\.gserviceaccount\\.com$", each.value.account)[0]}/serviceAccounts/${each.value.account}"
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value.caller == "" ? "serviceAccount:${google_service_account.broker.email}" : "serviceAccount:${each.value.caller}"
+  depends_on         = [google_project_service.apis]
 }
 
-# One secret per service-account key. Versions are added out of band (gcloud secrets versions add),
-# so key material never passes through Terraform state, unless manage_key_versions_in_terraform is set.
+# One secret per keyed service account. Versions are added out of band (gcloud secrets versions add), unless
+# manage_key_versions_in_terraform is set.
 resource "google_secret_manager_secret" "key" {
-  for_each  = local.secret_ids
+  for_each  = local.keyed_accounts
   project   = var.project_id
   secret_id = each.key
   labels    = { "managed-by" = "token-broker" }
@@ -76,15 +119,17 @@ resource "google_secret_manager_secret_iam_member" "key_access" {
   member    = "serviceAccount:${google_service_account.broker.email}"
 }
 
+# Opt-in: the key files, through a write-only argument: sent to Secret Manager, never saved in plan or state.
 resource "google_secret_manager_secret_version" "key" {
-  for_each    = var.manage_key_versions_in_terraform ? nonsensitive(toset(keys(var.service_account_key_files))) : toset([])
-  secret      = google_secret_manager_secret.key[each.value].id
-  secret_data = file(var.service_account_key_files[each.value])
+  for_each               = var.manage_key_versions_in_terraform ? nonsensitive(toset(keys(var.service_account_key_files))) : toset([])
+  secret                 = google_secret_manager_secret.key[each.value].id
+  secret_data_wo         = file(var.service_account_key_files[each.value])
+  secret_data_wo_version = var.key_files_version
 }
 
-# BROKER_CACHE_KEY: 32 random bytes. Generated here, so it is in state: treat the state as secret,
-# or create the version out of band and drop random_bytes.
-resource "random_bytes" "cache_key" {
+# BROKER_CACHE_KEY: 32 random bytes, made by an ephemeral resource and written through a write-only argument,
+# so it is in neither plan nor state. It is written when cache_key_version changes (and on create).
+ephemeral "random_bytes" "cache_key" {
   length = 32
 }
 
@@ -98,8 +143,9 @@ resource "google_secret_manager_secret" "cache_key" {
 }
 
 resource "google_secret_manager_secret_version" "cache_key" {
-  secret      = google_secret_manager_secret.cache_key.id
-  secret_data = random_bytes.cache_key.base64
+  secret                 = google_secret_manager_secret.cache_key.id
+  secret_data_wo         = ephemeral.random_bytes.cache_key.base64
+  secret_data_wo_version = var.cache_key_version
 }
 
 resource "google_secret_manager_secret" "upstash_token" {
@@ -113,9 +159,10 @@ resource "google_secret_manager_secret" "upstash_token" {
 }
 
 resource "google_secret_manager_secret_version" "upstash_token" {
-  count       = local.shared_cache ? 1 : 0
-  secret      = google_secret_manager_secret.upstash_token[0].id
-  secret_data = local.upstash_token
+  count                  = local.shared_cache ? 1 : 0
+  secret                 = google_secret_manager_secret.upstash_token[0].id
+  secret_data_wo         = local.upstash_token
+  secret_data_wo_version = var.upstash_token_version
 }
 
 resource "google_secret_manager_secret_iam_member" "cache_secrets_access" {
@@ -137,6 +184,7 @@ resource "google_storage_bucket" "source" {
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = true
+  depends_on                  = [google_project_service.apis]
 }
 
 data "archive_file" "source" {
@@ -158,8 +206,10 @@ resource "google_cloudfunctions2_function" "broker" {
   name     = "${local.prefix}-${each.value}"
 
   build_config {
-    runtime     = "nodejs22"
-    entry_point = each.value
+    runtime           = "nodejs22"
+    entry_point       = each.value
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -170,7 +220,7 @@ resource "google_cloudfunctions2_function" "broker" {
 
   service_config {
     service_account_email            = google_service_account.broker.email
-    ingress_settings                 = var.ingress
+    ingress_settings                 = local.ingress_of[each.value]
     max_instance_count               = var.max_instances
     min_instance_count               = var.min_instances
     max_instance_request_concurrency = 80
@@ -188,37 +238,46 @@ resource "google_cloudfunctions2_function" "broker" {
       },
       local.shared_cache ? { UPSTASH_REDIS_REST_URL = local.upstash_url } : {},
     )
+    # Pinned to the version this apply wrote, not `latest`: every instance of every function then reads
+    # the same key, and a new key reaches them only through a new revision.
     secret_environment_variables {
       key        = "BROKER_CACHE_KEY"
       project_id = var.project_id
       secret     = google_secret_manager_secret.cache_key.secret_id
-      version    = "latest"
+      version    = google_secret_manager_secret_version.cache_key.version
     }
     dynamic "secret_environment_variables" {
-      for_each = local.shared_cache ? [google_secret_manager_secret.upstash_token[0].secret_id] : []
+      for_each = google_secret_manager_secret_version.upstash_token
       content {
         key        = "UPSTASH_REDIS_REST_TOKEN"
         project_id = var.project_id
-        secret     = secret_environment_variables.value
-        version    = "latest"
+        secret     = google_secret_manager_secret.upstash_token[0].secret_id
+        version    = secret_environment_variables.value.version
       }
     }
   }
 
   depends_on = [
+    google_project_service.apis,
     google_secret_manager_secret_iam_member.key_access,
     google_secret_manager_secret_iam_member.cache_secrets_access,
     google_secret_manager_secret_version.cache_key,
+    google_secret_manager_secret_version.upstash_token,
+    google_service_account_iam_member.keyless_token_creator,
+    google_project_iam_member.build_logs,
+    google_project_iam_member.build_staged_source,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_storage_bucket_iam_member.build_source_reader,
   ]
 }
 
 # Invoker IAM on the Cloud Run service under each gen2 function: the function-level IAM resource
-# fails for roles/run.invoker. Callers get the token functions; admins get the admin one.
+# fails for roles/run.invoker. Callers get the token functions; admins get the admin one; sts as var.sts_invoker says.
 resource "google_cloud_run_v2_service_iam_member" "invoker" {
   for_each = local.invoker_bindings
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.broker[each.value.target].service_config[0].service
   role     = "roles/run.invoker"
-  member   = "serviceAccount:${each.value.member}"
+  member   = each.value.member
 }

@@ -1,4 +1,5 @@
-# Optional: the Upstash Redis database of the shared cache, created with the upstash provider.
+# Optional: the Upstash Redis database of the shared cache, created with the upstash provider
+# (create_upstash_database = true; versions.tf explains the provider block when it is false).
 resource "upstash_redis_database" "cache" {
   count          = var.enable_shared_cache && var.create_upstash_database ? 1 : 0
   database_name  = "${var.name_prefix}-cache"

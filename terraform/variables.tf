@@ -9,11 +9,12 @@ variable "project_id" {
 
 variable "region" {
   type        = string
-  description = "Region of the functions, e.g. europe-west1."
+  description = "Region of the functions, e.g. europe-west1, europe-west10, northamerica-northeast2, me-central2."
   default     = "europe-west1"
   validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
-    error_message = "region must look like europe-west1."
+    # Google's region names: a continent, a direction-like word, and a number of one or more digits.
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Google Cloud region name such as europe-west1 or europe-west10."
   }
 }
 
@@ -35,22 +36,64 @@ variable "source_dir" {
 
 variable "targets" {
   type        = list(string)
-  description = "Function targets to deploy, one Cloud Function each: token, jwt, idtoken, admin; or just broker (all paths in one function)."
+  description = "Function targets to deploy, one Cloud Function each: token, jwt, idtoken, admin, sts; or broker (all paths in one function), alone or beside sts."
   default     = ["token", "jwt", "idtoken", "admin"]
   validation {
-    condition     = length(var.targets) > 0 && alltrue([for t in var.targets : contains(["token", "jwt", "idtoken", "admin", "broker"], t)])
-    error_message = "targets must be a non-empty subset of token, jwt, idtoken, admin, broker."
+    condition     = length(var.targets) > 0 && alltrue([for t in var.targets : contains(["token", "jwt", "idtoken", "admin", "sts", "broker"], t)])
+    error_message = "targets must be a non-empty subset of token, jwt, idtoken, admin, sts, broker."
+  }
+  validation {
+    condition     = length(distinct(var.targets)) == length(var.targets)
+    error_message = "targets must not repeat a target."
+  }
+  validation {
+    # Purge drops tokens from the memory of the instance it runs on and from the shared cache. A separate
+    # admin function shares no memory with the token functions: without the shared cache its purge would
+    # reach nothing that serves tokens.
+    condition     = !contains(var.targets, "admin") || var.enable_shared_cache
+    error_message = "The admin target as its own function needs enable_shared_cache = true: otherwise a purge cannot reach the other functions' caches. Deploy broker alone (its /admin/purge) or turn the shared cache on."
   }
 }
 
 variable "ingress" {
   type        = string
-  description = "Who can reach the functions on the network. ALLOW_INTERNAL_ONLY needs callers to send their egress through a VPC in this project."
+  description = "Who can reach the token, jwt, idtoken, admin and broker functions on the network. ALLOW_INTERNAL_ONLY needs callers to send their egress through a VPC in this project."
   default     = "ALLOW_INTERNAL_ONLY"
   validation {
     condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.ingress)
     error_message = "ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
   }
+}
+
+variable "sts_ingress" {
+  type        = string
+  description = "Ingress of the sts function (RFC 8693 token exchange for Google's client libraries)."
+  default     = "ALLOW_INTERNAL_ONLY"
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.sts_ingress)
+    error_message = "sts_ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "sts_invoker" {
+  type        = string
+  description = "Who passes Cloud Run's invoker check on the sts function. \"allUsers\": anyone who reaches it (Google's libraries send no Authorization header, so they cannot pass an IAM check); the broker verifies the subject_token itself. \"callers\": roles/run.invoker for var.callers only, for callers that can add X-Serverless-Authorization."
+  default     = "allUsers"
+  validation {
+    condition     = contains(["allUsers", "callers"], var.sts_invoker)
+    error_message = "sts_invoker must be allUsers or callers."
+  }
+  validation {
+    # A public invoker reachable from the internet leaves only the in-app check between the internet and the broker.
+    condition     = var.sts_invoker != "allUsers" || var.sts_ingress != "ALLOW_ALL" || var.sts_allow_public_internet
+    error_message = "sts_invoker = allUsers with sts_ingress = ALLOW_ALL exposes the sts function to the internet; set sts_allow_public_internet = true to say you mean it."
+  }
+}
+
+variable "sts_allow_public_internet" {
+  type        = bool
+  description = "Allow sts_invoker = allUsers together with sts_ingress = ALLOW_ALL."
+  default     = false
 }
 
 variable "max_instances" {
@@ -102,17 +145,42 @@ variable "refresh_skew_seconds" {
 variable "service_accounts" {
   type = list(object({
     email     = string
-    secret_id = string
+    secret_id = optional(string)
+    keyless   = optional(bool, false)
+    delegates = optional(list(string), [])
     tenant    = optional(string)
   }))
-  description = "Service accounts whose keys the broker holds: each gets a Secret Manager secret named secret_id (versions are added out of band)."
+  description = "Service accounts the broker serves. Keyed: secret_id names the Secret Manager secret that holds its key (versions are added out of band). Keyless: keyless = true, minted through the IAM Credentials API with the broker's own identity, optionally through a chain of delegates."
   validation {
     condition     = length(var.service_accounts) > 0 && alltrue([for sa in var.service_accounts : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]+$", sa.email))])
     error_message = "service_accounts needs at least one entry, each with a valid email."
   }
   validation {
-    condition     = alltrue([for sa in var.service_accounts : can(regex("^[A-Za-z0-9_-]{1,255}$", sa.secret_id))])
+    condition     = alltrue([for sa in var.service_accounts : (sa.secret_id != null) != sa.keyless])
+    error_message = "Each service account needs exactly one of secret_id (a key in Secret Manager) or keyless = true."
+  }
+  validation {
+    condition     = alltrue([for sa in var.service_accounts : sa.secret_id == null || can(regex("^[A-Za-z0-9_-]{1,255}$", sa.secret_id))])
     error_message = "secret_id: letters, digits, _ and -."
+  }
+  validation {
+    condition     = alltrue([for sa in var.service_accounts : sa.keyless || length(sa.delegates) == 0])
+    error_message = "delegates are only for keyless accounts."
+  }
+  validation {
+    # The grants are made on user-managed accounts, whose project is in the email (NAME@PROJECT.iam.gserviceaccount.com).
+    condition = alltrue(flatten([for sa in var.service_accounts : [
+      for e in concat(sa.keyless ? [sa.email] : [], sa.delegates) : can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\\.iam\\.gserviceaccount\\.com$", e))
+    ]]))
+    error_message = "Keyless accounts and their delegates must be user-managed service accounts, NAME@PROJECT.iam.gserviceaccount.com."
+  }
+  validation {
+    condition     = length(distinct([for sa in var.service_accounts : sa.email])) == length(var.service_accounts)
+    error_message = "Each service account may be listed once."
+  }
+  validation {
+    condition     = length(distinct([for sa in var.service_accounts : sa.secret_id if sa.secret_id != null])) == length([for sa in var.service_accounts : sa if sa.secret_id != null])
+    error_message = "Each secret_id may hold one account's key."
   }
 }
 
@@ -123,12 +191,12 @@ variable "policy" {
     rateLimit  = optional(object({ requests = number, windowSeconds = number }))
     rateLimits = optional(map(object({ requests = number, windowSeconds = number })))
   })
-  description = "The broker policy without serviceAccounts (built from var.service_accounts); see the README's Policy section."
+  description = "The broker policy without serviceAccounts (built from var.service_accounts); see docs/contract.md, Policy."
 }
 
 variable "callers" {
   type        = list(string)
-  description = "Service-account emails allowed to invoke the token, jwt and idtoken functions (roles/run.invoker). The policy still decides what each may get."
+  description = "Service-account emails allowed to invoke the token, jwt, idtoken and broker functions (roles/run.invoker). The policy still decides what each may get."
   default     = []
   validation {
     condition     = alltrue([for c in var.callers : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]+$", c))])
@@ -138,7 +206,7 @@ variable "callers" {
 
 variable "admins" {
   type        = list(string)
-  description = "Service-account emails allowed to invoke the admin function."
+  description = "Service-account emails allowed to invoke the admin function (and broker's /admin/purge)."
   default     = []
   validation {
     condition     = alltrue([for c in var.admins : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]+$", c))])
@@ -150,12 +218,20 @@ variable "enable_shared_cache" {
   type        = bool
   description = "Use an Upstash Redis database as the shared cache (L2). Without it each instance caches alone."
   default     = true
+  validation {
+    condition     = !var.enable_shared_cache || var.create_upstash_database || var.upstash_redis_rest_url != ""
+    error_message = "enable_shared_cache needs a database: create_upstash_database = true, or upstash_redis_rest_url and upstash_redis_rest_token (TF_VAR_upstash_redis_rest_token) of an existing one."
+  }
 }
 
 variable "create_upstash_database" {
   type        = bool
   description = "Create the Upstash database with the upstash provider; otherwise pass an existing one's REST URL and token."
   default     = false
+  validation {
+    condition     = !var.create_upstash_database || (var.enable_shared_cache && var.upstash_email != "")
+    error_message = "create_upstash_database needs enable_shared_cache, upstash_email and upstash_api_key (TF_VAR_upstash_api_key)."
+  }
 }
 
 variable "upstash_email" {
@@ -166,15 +242,26 @@ variable "upstash_email" {
 
 variable "upstash_api_key" {
   type        = string
-  description = "Upstash management API key, only with create_upstash_database."
+  description = "Upstash management API key, only with create_upstash_database. Ephemeral: it configures the provider and is never saved in plan or state."
   sensitive   = true
+  ephemeral   = true
   default     = null
+  # The check that reads this value sits here, in the ephemeral variable's own validation, not in another's.
+  validation {
+    condition     = var.upstash_api_key != null || !var.create_upstash_database
+    error_message = "create_upstash_database needs upstash_api_key (TF_VAR_upstash_api_key)."
+  }
 }
 
 variable "upstash_region" {
   type        = string
-  description = "Upstash primary region for a created database, close to var.region (e.g. eu-west-1)."
+  description = "Primary region of a created (global) Upstash database: one Upstash accepts, close to var.region."
   default     = "eu-west-1"
+  validation {
+    # upstash_redis_database.primary_region, as the upstash provider documents it (2.x, upstash/redis/database/resource.go).
+    condition     = contains(["us-east-1", "us-west-1", "us-west-2", "eu-central-1", "eu-west-1", "sa-east-1", "ap-southeast-1", "ap-southeast-2"], var.upstash_region)
+    error_message = "upstash_region must be one of us-east-1, us-west-1, us-west-2, eu-central-1, eu-west-1, sa-east-1, ap-southeast-1, ap-southeast-2."
+  }
 }
 
 variable "upstash_redis_rest_url" {
@@ -189,14 +276,31 @@ variable "upstash_redis_rest_url" {
 
 variable "upstash_redis_rest_token" {
   type        = string
-  description = "REST token of an existing Upstash database. Stored in Secret Manager (and so in state)."
+  description = "REST token of an existing Upstash database. Ephemeral: written to Secret Manager through a write-only argument, never saved in plan or state. Pass it when creating the secret version or rotating it (bump upstash_token_version)."
   sensitive   = true
+  ephemeral   = true
   default     = null
+  validation {
+    condition     = var.upstash_redis_rest_token != null || !var.enable_shared_cache || var.create_upstash_database
+    error_message = "enable_shared_cache with an existing database needs upstash_redis_rest_token (TF_VAR_upstash_redis_rest_token)."
+  }
+}
+
+variable "upstash_token_version" {
+  type        = number
+  description = "Bump to write a new Upstash REST token version (write-only arguments are only sent when this changes)."
+  default     = 1
+}
+
+variable "cache_key_version" {
+  type        = number
+  description = "Bump to generate and store a new BROKER_CACHE_KEY (every cached token then misses once)."
+  default     = 1
 }
 
 variable "manage_key_versions_in_terraform" {
   type        = bool
-  description = "Opt-in: add service-account key versions from var.service_account_key_files. The keys then live in Terraform state; leave false and add versions with gcloud."
+  description = "Opt-in: add service-account key versions from var.service_account_key_files, through a write-only argument (never saved in state). The default is to add them with gcloud."
   default     = false
 }
 
@@ -204,7 +308,13 @@ variable "service_account_key_files" {
   type        = map(string)
   description = "secret_id => path of a key file, used only with manage_key_versions_in_terraform."
   sensitive   = true
-  default     = null
+  default     = {}
+}
+
+variable "key_files_version" {
+  type        = number
+  description = "Bump to write the key files again (with manage_key_versions_in_terraform)."
+  default     = 1
 }
 
 variable "delegated_job" {
@@ -214,7 +324,27 @@ variable "delegated_job" {
     service_account = string
     subject         = string
     scopes          = list(string)
+    # The job reaches the broker's internal ingress through this Serverless VPC Access connector
+    # (projects/P/locations/R/connectors/NAME); null: the module creates a network, subnet and connector.
+    vpc_connector        = optional(string)
+    connector_cidr_range = optional(string, "10.8.0.0/28")
   })
   description = "An optional scheduled job that asks the broker for a domain-wide-delegated token and calls a Google API with it."
   default     = null
+  validation {
+    condition     = var.delegated_job == null || contains(var.targets, "token") || contains(var.targets, "broker")
+    error_message = "delegated_job calls the token endpoint: targets must include token or broker."
+  }
+}
+
+variable "alert_notification_channels" {
+  type        = list(string)
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) of the alert policies."
+  default     = []
+}
+
+variable "denials_per_minute_alert" {
+  type        = number
+  description = "Alert when denied requests stay above this many per minute for 5 minutes (a misconfigured caller, or someone probing)."
+  default     = 30
 }

@@ -1,14 +1,20 @@
 terraform {
-  required_version = ">= 1.6"
+  # 1.11: write-only arguments (secret_data_wo), so that the cache key, the Upstash token and opt-in key files
+  # go to Secret Manager without being saved in plan or state; 1.10 brought ephemeral resources and variables,
+  # 1.9 validations that read other variables (variables.tf).
+  required_version = ">= 1.11"
 
   required_providers {
     google = {
-      source  = "hashicorp/google"
-      version = ">= 6.0, < 7.0"
+      source = "hashicorp/google"
+      # secret_data_wo / secret_data_wo_version exist since 6.23; the module is checked against 6.50's schema
+      # (test/unit/terraform-schema.test.ts), so 6.50 is the floor. 7.x changed defaults and is not checked.
+      version = ">= 6.50, < 7.0"
     }
     random = {
-      source  = "hashicorp/random"
-      version = ">= 3.6, < 4.0"
+      source = "hashicorp/random"
+      # 3.9: the ephemeral random_bytes resource, which makes the cache key without putting it in state.
+      version = ">= 3.9, < 4.0"
     }
     archive = {
       source  = "hashicorp/archive"
@@ -16,7 +22,7 @@ terraform {
     }
     upstash = {
       source  = "upstash/upstash"
-      version = ">= 1.5, < 2.0"
+      version = ">= 2.0, < 3.0"
     }
   }
 }
@@ -26,8 +32,11 @@ provider "google" {
   region  = var.region
 }
 
-# Only used when create_upstash_database is true; with empty credentials it is never called.
+# The upstash provider declares email and api_key required, and Terraform configures every provider that the
+# configuration uses, even when its only resource has count = 0: null values would fail every plan. Without a
+# database to create, placeholders satisfy the schema; the provider's configure step only builds an API client
+# (no call), and with no upstash resource planned the client is never used.
 provider "upstash" {
-  email   = var.upstash_email
-  api_key = var.upstash_api_key
+  email   = var.create_upstash_database ? var.upstash_email : "unused@example.invalid"
+  api_key = var.create_upstash_database ? var.upstash_api_key : "unused"
 }

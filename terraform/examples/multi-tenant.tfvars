@@ -1,11 +1,18 @@
+# One broker function (all paths) beside sts, tenants (one keyed, one keyless through a delegate), and an
+# Upstash database created for you: pass TF_VAR_upstash_api_key.
 project_id = "platform-prod"
 region     = "us-central1"
-targets    = ["broker"]
+targets    = ["broker", "sts"]
 ingress    = "ALLOW_INTERNAL_AND_GCLB"
 
 service_accounts = [
-  { email = "blue@tenant-blue.iam.gserviceaccount.com", secret_id = "tenant-blue-key", tenant = "blue" },
-  { email = "green@tenant-green.iam.gserviceaccount.com", secret_id = "tenant-green-key", tenant = "green" },
+  { email = "blue-tenant@tenant-blue.iam.gserviceaccount.com", secret_id = "tenant-blue-key", tenant = "blue" },
+  {
+    email     = "green-tenant@tenant-green.iam.gserviceaccount.com"
+    keyless   = true
+    delegates = ["broker-hop@platform-prod.iam.gserviceaccount.com"]
+    tenant    = "green"
+  },
 ]
 
 policy = {
@@ -24,7 +31,6 @@ policy = {
 callers = ["platform@platform-prod.iam.gserviceaccount.com"]
 admins  = ["ops@platform-prod.iam.gserviceaccount.com"]
 
-# Create the Upstash database too; pass TF_VAR_upstash_api_key.
 create_upstash_database = true
 upstash_email           = "ops@platform.example"
-upstash_region          = "us-central1"
+upstash_region          = "us-east-1" # Upstash's global databases run on AWS regions; us-east-1 is closest to us-central1

@@ -1,8 +1,13 @@
+# One function per target, internal ingress, an existing Upstash database, one keyed and one keyless account,
+# the sts target for Google's client libraries, and a scheduled delegated job through the keyless account.
+# Needs no Upstash account credentials; pass the database's REST token with TF_VAR_upstash_redis_rest_token.
 project_id = "acme-prod"
 region     = "europe-west1"
+targets    = ["token", "jwt", "idtoken", "admin", "sts"]
 
 service_accounts = [
   { email = "reporting@acme-prod.iam.gserviceaccount.com", secret_id = "reporting-key" },
+  { email = "calendar-sync@acme-prod.iam.gserviceaccount.com", keyless = true },
 ]
 
 policy = {
@@ -14,7 +19,7 @@ policy = {
     },
     {
       callers         = ["token-broker-job@acme-prod.iam.gserviceaccount.com"]
-      serviceAccounts = ["reporting@acme-prod.iam.gserviceaccount.com"]
+      serviceAccounts = ["calendar-sync@acme-prod.iam.gserviceaccount.com"]
       scopes          = ["https://www.googleapis.com/auth/calendar.readonly"]
       subjects        = ["*@acme.com"]
     },
@@ -31,7 +36,7 @@ upstash_redis_rest_url = "https://eu1-example-12345.upstash.io"
 
 delegated_job = {
   schedule        = "0 6 * * *"
-  service_account = "reporting@acme-prod.iam.gserviceaccount.com"
+  service_account = "calendar-sync@acme-prod.iam.gserviceaccount.com"
   subject         = "reports@acme.com"
   scopes          = ["https://www.googleapis.com/auth/calendar.readonly"]
 }
