@@ -24,13 +24,23 @@ export interface DelegatedJobOptions {
 export function createDelegatedJob(
   options: DelegatedJobOptions,
 ): (req: Request, res: Response) => Promise<void> {
-  const broker = new BrokerClient({
-    endpoints: { token: options.brokerUrl },
-    idToken: options.idToken ?? googleIdTokenSource(options.brokerAudience),
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
+  // Made on the first run, so that a process with a missing setting still starts and says what is missing.
+  let broker: BrokerClient | undefined;
   return async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
+    try {
+      broker ??= new BrokerClient({
+        endpoints: { token: options.brokerUrl },
+        idToken: options.idToken ?? googleIdTokenSource(options.brokerAudience),
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+      });
+    } catch (err) {
+      // The client refuses a missing or non-https broker URL before sending anything.
+      res
+        .status(500)
+        .json({ error: 'job_misconfigured', error_description: `JOB_BROKER_URL: ${(err as Error).message}` });
+      return;
+    }
     try {
       const token = await broker.accessToken({
         serviceAccount: options.serviceAccount,

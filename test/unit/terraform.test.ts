@@ -521,9 +521,13 @@ describe('keyless accounts', () => {
         tenant: 'green',
       },
     ]);
-    // The keyed part is a policy the broker itself loads.
-    const keyed = { ...policy, serviceAccounts: policy.serviceAccounts.filter((s) => !s['keyless']) };
-    expect(compilePolicy(keyed).accounts.size).toBe(1);
+    // The broker itself loads it, keyed and keyless entries alike.
+    const compiled = compilePolicy(policy);
+    expect([...compiled.accounts.values()].map((a) => a.mode)).toEqual(['keyed', 'keyless']);
+    expect(compiled.tenants.get('green')).toMatchObject({
+      mode: 'keyless',
+      delegates: ['broker-hop@platform-prod.iam.gserviceaccount.com'],
+    });
   });
 
   it.each([
