@@ -8,6 +8,12 @@ import { Lru } from '../shared/lru.js';
 import type { MintRequest } from '../shared/request.js';
 import type { Action, Call, Result } from '../shared/service.js';
 import { parseTokenExchange, tokenExchangeError, tokenExchangeResponse } from '../shared/token-exchange.js';
+import type {
+  IdTokenResponseBody,
+  JwtResponseBody,
+  PurgeResponseBody,
+  TokenResponseBody,
+} from '../shared/wire.js';
 import { MAX_BODY_BYTES } from './json-final-handler.js';
 import { sendError, sendJson } from './respond.js';
 import type { Runtime } from './runtime.js';
@@ -110,7 +116,10 @@ function respond(
   if (!result.ok) answer = fail(res, result.error, requestId, route === 'sts');
   else if ('purged' in result) {
     const { accounts, dropped } = result.purged;
-    const body = { purged: accounts, dropped_local_entries: dropped };
+    const body: PurgeResponseBody = {
+      purged: accounts === 'all' ? 'all' : [...accounts],
+      dropped_local_entries: dropped,
+    };
     answer = { status: 200, size: sendJson(res, 200, body, requestId), message: 'cache purged', fields: {} };
   } else {
     const { request, served } = result;
@@ -195,7 +204,11 @@ function isJson(contentType: string | undefined): boolean {
   return params.every((p) => !p.startsWith('charset=') || p === 'charset=utf-8');
 }
 
-function responseBody(kind: MintRequest['kind'], served: Served, nowMs: number): Record<string, unknown> {
+function responseBody(
+  kind: MintRequest['kind'],
+  served: Served,
+  nowMs: number,
+): TokenResponseBody | JwtResponseBody | IdTokenResponseBody {
   const expiresIn = Math.max(0, remainingSeconds(served.expiresAt, nowMs));
   const expiresAt = Math.floor(served.expiresAt / 1000);
   switch (kind) {
@@ -205,7 +218,7 @@ function responseBody(kind: MintRequest['kind'], served: Served, nowMs: number):
         token_type: 'Bearer',
         expires_in: expiresIn,
         expires_at: expiresAt,
-        scope: served.scope,
+        scope: served.scope ?? '',
       };
     case 'jwt':
       return { token: served.token, token_type: 'Bearer', expires_in: expiresIn, expires_at: expiresAt };

@@ -5,23 +5,10 @@
  * upstream body. The upstream body, where there is one, is kept on a
  * non-enumerable property so that it never reaches JSON or a log by accident.
  */
+import type { ErrorResponseBody, WireErrorCode } from './wire.js';
 
-/** The contract's public error codes (docs/contract.md, "Errors"; the last three are token exchange's, RFC 6749 §5.2 and RFC 8693 §2.2.2). */
-export type ErrorCode =
-  | 'invalid_request'
-  | 'invalid_token'
-  | 'access_denied'
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'request_too_large'
-  | 'unsupported_media_type'
-  | 'rate_limited'
-  | 'upstream_rejected'
-  | 'upstream_unavailable'
-  | 'internal_error'
-  | 'unsupported_grant_type'
-  | 'invalid_grant'
-  | 'invalid_target';
+/** The public error codes: the wire contract's closed list (docs/contract.md, "Errors"). */
+export type ErrorCode = WireErrorCode;
 
 /** HTTP status for each code. */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
@@ -74,11 +61,7 @@ export class BrokerError extends Error {
 }
 
 /** The JSON body of an error response. */
-export interface ErrorBody {
-  error: ErrorCode;
-  error_description: string;
-  upstream_error?: string;
-}
+export type ErrorBody = ErrorResponseBody;
 
 /** Turns any thrown value into a public error body; unknown errors become a bland 500. */
 export function toErrorBody(err: unknown): { status: number; body: ErrorBody; retryAfterSeconds?: number } {

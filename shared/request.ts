@@ -1,5 +1,12 @@
 import { canonicalEmail } from './email.js';
 import { BrokerError } from './errors.js';
+import {
+  type IdTokenRequestBody,
+  type JwtRequestBody,
+  MAX_MIN_LIFETIME_SECONDS,
+  type PurgeRequestBody,
+  type TokenRequestBody,
+} from './wire.js';
 
 /** What a request asks a token for: a service account by email, or a tenant by id. */
 export type Target = { readonly serviceAccount: string } | { readonly tenant: string };
@@ -37,8 +44,6 @@ export type MintRequest = TokenRequest | JwtRequest | IdTokenRequest;
 /** A validated `admin /purge` request. */
 export type PurgeRequest = { readonly all: true } | Target;
 
-/** Longest `minLifetimeSeconds` a caller may ask for: no Google token lasts longer than an hour (CONTRACT.md). */
-export const MAX_MIN_LIFETIME_SECONDS = 3300;
 const MAX_SCOPES = 50;
 const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // A scope is one printable ASCII token: whitespace or a comma would smuggle in a second scope.
@@ -46,10 +51,18 @@ const SCOPE = /^[\x21-\x2b\x2d-\x7e]{1,512}$/;
 const URL_TEXT = /^[\x21-\x7e]{1,2048}$/;
 
 type Body = Record<string, unknown>;
+/** Every field name of a wire body, across the variants of its union. */
+type AllKeys<T> = T extends unknown ? keyof T & string : never;
 
 /** Validates a `token` request body. Throws BrokerError `invalid_request` naming the bad field. */
 export function parseTokenRequest(body: unknown): TokenRequest {
-  const obj = object(body, ['serviceAccount', 'tenant', 'scopes', 'subject', 'minLifetimeSeconds']);
+  const obj = object<TokenRequestBody>(body, [
+    'serviceAccount',
+    'tenant',
+    'scopes',
+    'subject',
+    'minLifetimeSeconds',
+  ]);
   const scopes = parseScopes(obj['scopes']);
   if (scopes === undefined) throw invalid('"scopes" is required: a non-empty array of OAuth scopes');
   return {
@@ -63,7 +76,13 @@ export function parseTokenRequest(body: unknown): TokenRequest {
 
 /** Validates a `jwt` request body. Throws BrokerError `invalid_request` naming the bad field. */
 export function parseJwtRequest(body: unknown): JwtRequest {
-  const obj = object(body, ['serviceAccount', 'tenant', 'audience', 'scopes', 'minLifetimeSeconds']);
+  const obj = object<JwtRequestBody>(body, [
+    'serviceAccount',
+    'tenant',
+    'audience',
+    'scopes',
+    'minLifetimeSeconds',
+  ]);
   const target = parseTarget(obj);
   const scopes = parseScopes(obj['scopes']);
   const audience = obj['audience'] === undefined ? undefined : parseAudience(obj['audience']);
@@ -81,7 +100,12 @@ export function parseJwtRequest(body: unknown): JwtRequest {
 
 /** Validates an `idtoken` request body. Throws BrokerError `invalid_request` naming the bad field. */
 export function parseIdTokenRequest(body: unknown): IdTokenRequest {
-  const obj = object(body, ['serviceAccount', 'tenant', 'audience', 'minLifetimeSeconds']);
+  const obj = object<IdTokenRequestBody>(body, [
+    'serviceAccount',
+    'tenant',
+    'audience',
+    'minLifetimeSeconds',
+  ]);
   const target = parseTarget(obj);
   if (obj['audience'] === undefined)
     throw invalid('"audience" is required: the https URL the ID token is for');
@@ -96,7 +120,7 @@ export function parseIdTokenRequest(body: unknown): IdTokenRequest {
 
 /** Validates an `admin /purge` body: one of `serviceAccount`, `tenant` or `all: true`. */
 export function parsePurgeRequest(body: unknown): PurgeRequest {
-  const obj = object(body, ['serviceAccount', 'tenant', 'all']);
+  const obj = object<PurgeRequestBody>(body, ['serviceAccount', 'tenant', 'all']);
   if (obj['all'] !== undefined) {
     if (obj['all'] !== true) throw invalid('"all" must be true when given');
     if (obj['serviceAccount'] !== undefined || obj['tenant'] !== undefined) {
@@ -107,12 +131,13 @@ export function parsePurgeRequest(body: unknown): PurgeRequest {
   return parseTarget(obj);
 }
 
-function object(body: unknown, allowed: readonly string[]): Body {
+/** Checks `body` is an object with no field outside `allowed`, the wire body's own fields. */
+function object<W>(body: unknown, allowed: readonly AllKeys<W>[]): Body {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw invalid('the body must be a JSON object');
   }
   for (const key of Object.keys(body)) {
-    if (!allowed.includes(key))
+    if (!(allowed as readonly string[]).includes(key))
       throw invalid(`unknown field ${JSON.stringify(key.slice(0, 64))}; allowed: ${allowed.join(', ')}`);
   }
   return body as Body;

@@ -2,6 +2,14 @@ import { ACCESS_DENIED, type Served } from './broker.js';
 import { BrokerError } from './errors.js';
 import { remainingSeconds } from './lifetime.js';
 import type { Call } from './service.js';
+import {
+  ACCESS_TOKEN_TYPE,
+  STS_AUDIENCE_PREFIX,
+  type StsRequestForm,
+  type StsResponseBody,
+  SUBJECT_TOKEN_TYPES,
+  TOKEN_EXCHANGE_GRANT_TYPE,
+} from './wire.js';
 
 /**
  * OAuth 2.0 Token Exchange (RFC 8693) as the broker speaks it, so that
@@ -10,14 +18,14 @@ import type { Call } from './service.js';
  * a service call out; a served token or an error in, RFC 6749 JSON out.
  */
 
-const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const SUBJECT_TOKEN_TYPES = new Set([
-  'urn:ietf:params:oauth:token-type:jwt',
-  'urn:ietf:params:oauth:token-type:id_token',
-]);
-/** The only token this endpoint issues. */
-export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
-const REQUIRED = ['grant_type', 'subject_token', 'subject_token_type', 'audience', 'scope'] as const;
+const GRANT_TYPE = TOKEN_EXCHANGE_GRANT_TYPE;
+const REQUIRED = [
+  'grant_type',
+  'subject_token',
+  'subject_token_type',
+  'audience',
+  'scope',
+] as const satisfies readonly (keyof StsRequestForm)[];
 // `//token-broker/serviceAccounts/EMAIL` or `//token-broker/tenants/ID`, then optionally `/subjects/USER_EMAIL`.
 const AUDIENCE =
   /^\/\/token-broker\/(serviceAccounts|tenants)\/([^/\s]{1,254})(?:\/subjects\/([^/\s]{1,254}))?$/;
@@ -29,8 +37,8 @@ export function tokenExchangeAudience(
 ): string {
   const base =
     'serviceAccount' in target
-      ? `//token-broker/serviceAccounts/${target.serviceAccount}`
-      : `//token-broker/tenants/${target.tenant}`;
+      ? `${STS_AUDIENCE_PREFIX}serviceAccounts/${target.serviceAccount}`
+      : `${STS_AUDIENCE_PREFIX}tenants/${target.tenant}`;
   return subject === undefined ? base : `${base}/subjects/${subject}`;
 }
 
@@ -63,8 +71,8 @@ export function parseTokenExchange(contentType: string | undefined, rawBody: Buf
   >;
   const missing = REQUIRED.filter((name) => values[name] === undefined || values[name].trim() === '');
   if (missing.length > 0) throw invalid(`missing required parameter(s): ${missing.join(', ')}`);
-  if (!SUBJECT_TOKEN_TYPES.has(values.subject_token_type as string)) {
-    throw invalid(`subject_token_type must be one of ${[...SUBJECT_TOKEN_TYPES].join(', ')}`);
+  if (!(SUBJECT_TOKEN_TYPES as readonly string[]).includes(values.subject_token_type as string)) {
+    throw invalid(`subject_token_type must be one of ${SUBJECT_TOKEN_TYPES.join(', ')}`);
   }
   const requested = one('requested_token_type');
   if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE) {
@@ -86,7 +94,7 @@ export function parseTokenExchange(contentType: string | undefined, rawBody: Buf
 }
 
 /** RFC 8693 §2.2.1's answer for a served token. */
-export function tokenExchangeResponse(served: Served, nowMs: number): Record<string, unknown> {
+export function tokenExchangeResponse(served: Served, nowMs: number): StsResponseBody {
   return {
     access_token: served.token,
     issued_token_type: ACCESS_TOKEN_TYPE,

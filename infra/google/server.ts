@@ -30,13 +30,8 @@ import {
   sendJson as send,
 } from './state.js';
 
-export type { IamFault, IamMethod, IamRequestStats } from './iam.js';
-export type {
-  MetadataFault,
-  MetadataServer,
-  MetadataServerOptions,
-  MetadataServerStats,
-} from './metadata.js';
+export type { IamFault, IamRequestStats } from './iam.js';
+export type { MetadataServer, MetadataServerOptions } from './metadata.js';
 
 /** A fault the stand-in plays on `POST /token`, for reliability tests. */
 export type Fault =

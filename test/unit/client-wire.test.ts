@@ -5,7 +5,9 @@ import { ERROR_CODES, TOKEN_EXCHANGE_ERROR_CODES, WIRE_ERROR_CODES } from '../..
 
 describe('the wire contract', () => {
   it("lists exactly the server's error codes, plus the token exchange's own", () => {
-    expect([...ERROR_CODES].sort()).toEqual(Object.keys(HTTP_STATUS).sort());
+    // The server answers every wire code, the token exchange's included, and no other.
+    expect([...WIRE_ERROR_CODES].sort()).toEqual(Object.keys(HTTP_STATUS).sort());
+    for (const code of TOKEN_EXCHANGE_ERROR_CODES) expect(HTTP_STATUS[code]).toBe(400);
     expect(TOKEN_EXCHANGE_ERROR_CODES).toEqual(['unsupported_grant_type', 'invalid_grant', 'invalid_target']);
     expect(new Set(WIRE_ERROR_CODES).size).toBe(ERROR_CODES.length + TOKEN_EXCHANGE_ERROR_CODES.length);
   });
