@@ -4,7 +4,7 @@ import type { Caller } from '../shared/adapters/caller-auth.js';
 import type { Audit, Served } from '../shared/broker.js';
 import type { CacheOutcome } from '../shared/cache/types.js';
 import { BrokerError } from '../shared/errors.js';
-import { fingerprint, type LogFields, type Severity, traceFields } from '../shared/log.js';
+import { fingerprint, LABELS, type LogFields, type Severity, traceFields } from '../shared/log.js';
 import { Lru } from '../shared/lru.js';
 import { rateLimitFor } from '../shared/policy/evaluate.js';
 import {
@@ -218,6 +218,7 @@ function finish(rt: Runtime, req: Request, x: Exchange): void {
   const latencyMs = Math.round((performance.now() - x.started) * 100) / 100;
   x.audit['latencyMs'] = latencyMs;
   rt.log.log(severityOf(x.status), x.message, {
+    [LABELS]: { operation: x.audit['operation'] ?? 'none' },
     requestId: x.requestId,
     ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId, header(req, 'traceparent')),
     httpRequest: {

@@ -7,7 +7,7 @@
  */
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
-import { createLogger } from '../shared/log.js';
+import { createLogger, LABELS } from '../shared/log.js';
 import { createHandler, JOB_TARGET, TARGET_ROUTES, type Target } from './handlers.js';
 import { installJsonFinalHandler } from './json-final-handler.js';
 import { createRuntime } from './runtime.js';
@@ -27,7 +27,14 @@ if (serving === JOB_TARGET) {
   const { createDelegatedJob, delegatedJobOptionsFromEnv } = await import('./examples/delegated-job.js');
   functions.http(JOB_TARGET, createDelegatedJob(delegatedJobOptionsFromEnv(process.env)));
 } else {
-  const log = createLogger();
+  const log = createLogger({
+    base: { [LABELS]: { function: serving ?? 'function' } },
+    // Cloud Run (and Cloud Functions gen 2) name the service and its revision in these.
+    serviceContext: {
+      service: process.env['K_SERVICE'] ?? serving ?? 'token-broker',
+      version: process.env['K_REVISION'] ?? 'local',
+    },
+  });
   let runtime: ReturnType<typeof createRuntime>;
   try {
     runtime = createRuntime(process.env, log);

@@ -15,6 +15,7 @@ import { type Config, type Env, loadConfig } from '../shared/config.js';
 import { BrokerError } from '../shared/errors.js';
 import { createKeyStore } from '../shared/key-store.js';
 import { createLogger, type Logger } from '../shared/log.js';
+import { policyWarnings } from '../shared/policy/load.js';
 import { createMemoryRateLimiter, type RateLimiter } from '../shared/rate-limit.js';
 import { Throttle } from '../shared/throttle.js';
 
@@ -38,6 +39,8 @@ export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
     dirname,
     resolve,
   });
+  const risky = policyWarnings(config.policy);
+  if (risky !== undefined) log.log('WARNING', `policy: ${risky}`);
   const now = Date.now;
   const secrets = createSecretRouter({
     file: createFileSecretSource({ baseDir: config.keyBaseDir }),
