@@ -84,8 +84,8 @@ export function installJsonFinalHandler(options: EdgeOptions = {}): void {
 }
 
 /**
- * Answers a request the edge refuses, and closes the connection: whatever
- * of the body is left is never read.
+ * Answers a request the edge refuses. When some of its body is unread, the
+ * connection is closed: what is left is never read.
  */
 function answer(
   options: EdgeOptions,
@@ -96,8 +96,9 @@ function answer(
   started: number,
 ): void {
   const requestId = randomUUID();
-  if (!req.complete) linger(req);
-  const sent = sendError(res, err, requestId, ['Connection', 'close']);
+  const unread = bodyUnread(req);
+  if (unread) linger(req);
+  const sent = sendError(res, err, requestId, unread ? ['Connection', 'close'] : []);
   options.log?.log(sent.status >= 500 ? 'ERROR' : 'NOTICE', 'request failed', {
     requestId,
     ...traceFields(header(req, 'x-cloud-trace-context'), options.projectId, header(req, 'traceparent')),
@@ -114,6 +115,13 @@ function answer(
     },
     audit: { error: sent.body.error },
   });
+}
+
+/** Whether some of the request's body may still be on its way (then the connection cannot be reused). */
+function bodyUnread(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /**

@@ -117,7 +117,9 @@ describe('the 64 KiB body limit holds whatever the headers say', () => {
     peak = Math.max(peak, rssMb(pid));
     console.log(`body limit: RSS ${before.toFixed(1)} → peak ${peak.toFixed(1)} MB; ${JSON.stringify(seen)}`);
     for (const [name, r] of Object.entries(seen)) {
-      expect(r, name).toMatchObject({ status: 413, error: 'request_too_large', connection: 'close' });
+      expect(r, name).toMatchObject({ status: 413, error: 'request_too_large' });
+      // A body refused before its end was read closes the connection; a bomb was read whole (it is small).
+      expect(r.connection, name).toBe(name.includes('bomb') ? 'keep-alive' : 'close');
       // The broker stopped at 64 KiB of body, give or take the one socket read that crossed it.
       expect(r.requestSize, name).toBeLessThanOrEqual(64 * KIB + 64 * KIB);
     }
