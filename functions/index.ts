@@ -24,6 +24,8 @@ const serving =
 
 if (serving === JOB_TARGET) {
   // Imported only here: the job's client library pulls in google-auth-library, which the broker does not need.
+  // The job reads no body, but the framework's parser would inflate any: the edge's cap protects it too.
+  installJsonFinalHandler();
   const { createDelegatedJob, delegatedJobOptionsFromEnv } = await import('./examples/delegated-job.js');
   functions.http(JOB_TARGET, createDelegatedJob(delegatedJobOptionsFromEnv(process.env)));
 } else {

@@ -130,6 +130,21 @@ describe('the 64 KiB body limit holds whatever the headers say', () => {
     expect(broker.child.exitCode).toBeNull();
   }, 60_000);
 
+  it('protects the example job, which is served from the same package, too', async () => {
+    const job = await stack.startBroker('delegatedJob', {
+      JOB_BROKER_URL: broker.url,
+      JOB_SERVICE_ACCOUNT: REPORTING,
+    });
+    const before = rssMb(job.child.pid!);
+    const r = await rawRequest(job.url, {
+      headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' },
+      body: pieces(bigGzip),
+    });
+    const after = rssMb(job.child.pid!);
+    expect(r.status).toBe(413);
+    expect(after - before).toBeLessThan(40);
+  });
+
   it('still reads compressed and chunked bodies within the limit, and counts the limit after inflating', async () => {
     const billing = await stack.callerToken(BILLING);
     const json = Buffer.from(JSON.stringify({ serviceAccount: REPORTING, scopes: [BIGQUERY] }));
