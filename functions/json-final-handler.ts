@@ -62,16 +62,14 @@ export function installJsonFinalHandler(options: EdgeOptions = {}): void {
       const app = args[i] as ExpressLike;
       args[i] = (req: BodyRequest, res: ServerResponse) => {
         const started = performance.now();
-        const refuse = (err: BrokerError, wireBytes: number) =>
-          answer(options, req, res, err, wireBytes, started);
         const length = Number(req.headers['content-length'] ?? 0);
-        if (length > MAX_BODY_BYTES) return refuse(tooLarge(), 0);
+        if (length > MAX_BODY_BYTES) return answer(options, req, res, tooLarge(), 0, started);
         // The framework answers these two paths itself, with an empty 404.
         const path = (req.url ?? '/').split('?')[0];
         if (path === '/favicon.ico' || path === '/robots.txt')
-          return refuse(new BrokerError('not_found', 'No such endpoint.'), 0);
+          return answer(options, req, res, new BrokerError('not_found', 'No such endpoint.'), 0, started);
         readBody(req, (err, wireBytes) => {
-          if (err !== undefined) refuse(err, wireBytes);
+          if (err !== undefined) answer(options, req, res, err, wireBytes, started);
           else app(req, res, (e?: unknown) => finalHandler(e, req, res));
         });
       };
