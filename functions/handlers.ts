@@ -3,7 +3,7 @@ import type { Request, Response } from '@google-cloud/functions-framework';
 import type { Served } from '../shared/broker.js';
 import { BrokerError } from '../shared/errors.js';
 import { remainingSeconds } from '../shared/lifetime.js';
-import { fingerprint, type LogFields, type Severity, traceFields } from '../shared/log.js';
+import { fingerprint, LABELS, type LogFields, type Severity, traceFields } from '../shared/log.js';
 import { Lru } from '../shared/lru.js';
 import type { MintRequest } from '../shared/request.js';
 import type { Action, Call, Result } from '../shared/service.js';
@@ -174,10 +174,11 @@ function finish(
   requestId: string,
   started: number,
   answer: Answer,
-  audit: object,
+  audit: { readonly operation?: string | undefined },
 ): void {
   const latencyMs = Math.round((performance.now() - started) * 100) / 100;
   rt.log.log(severityOf(answer.status), answer.message, {
+    [LABELS]: { operation: audit.operation ?? 'none' },
     requestId,
     ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId, header(req, 'traceparent')),
     httpRequest: {

@@ -7,7 +7,7 @@
  */
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
-import { createLogger } from '../shared/log.js';
+import { createLogger, LABELS } from '../shared/log.js';
 import { createHandler, type FunctionTarget, JOB_TARGET, TARGET_ROUTES } from './handlers.js';
 import { installJsonFinalHandler } from './json-final-handler.js';
 import { createRuntime } from './runtime.js';
@@ -24,10 +24,19 @@ const serving =
 
 if (serving === JOB_TARGET) {
   // Imported only here: the job's client library pulls in google-auth-library, which the broker does not need.
+  // The job reads no body, but the framework's parser would inflate any: the edge's cap protects it too.
+  installJsonFinalHandler();
   const { createDelegatedJob, delegatedJobOptionsFromEnv } = await import('./examples/delegated-job.js');
   functions.http(JOB_TARGET, createDelegatedJob(delegatedJobOptionsFromEnv(process.env)));
 } else {
-  const log = createLogger();
+  const log = createLogger({
+    base: { [LABELS]: { function: serving ?? 'function' } },
+    // Cloud Run (and Cloud Functions gen 2) name the service and its revision in these.
+    serviceContext: {
+      service: process.env['K_SERVICE'] ?? serving ?? 'token-broker',
+      version: process.env['K_REVISION'] ?? 'local',
+    },
+  });
   let runtime: ReturnType<typeof createRuntime>;
   try {
     runtime = createRuntime(process.env, log);

@@ -62,16 +62,14 @@ export function installJsonFinalHandler(options: EdgeOptions = {}): void {
       const app = args[i] as ExpressLike;
       args[i] = (req: BodyRequest, res: ServerResponse) => {
         const started = performance.now();
-        const refuse = (err: BrokerError, wireBytes: number) =>
-          answer(options, req, res, err, wireBytes, started);
         const length = Number(req.headers['content-length'] ?? 0);
-        if (length > MAX_BODY_BYTES) return refuse(tooLarge(), 0);
+        if (length > MAX_BODY_BYTES) return answer(options, req, res, tooLarge(), 0, started);
         // The framework answers these two paths itself, with an empty 404.
         const path = (req.url ?? '/').split('?')[0];
         if (path === '/favicon.ico' || path === '/robots.txt')
-          return refuse(new BrokerError('not_found', 'No such endpoint.'), 0);
+          return answer(options, req, res, new BrokerError('not_found', 'No such endpoint.'), 0, started);
         readBody(req, (err, wireBytes) => {
-          if (err !== undefined) refuse(err, wireBytes);
+          if (err !== undefined) answer(options, req, res, err, wireBytes, started);
           else app(req, res, (e?: unknown) => finalHandler(e, req, res));
         });
       };
@@ -84,8 +82,8 @@ export function installJsonFinalHandler(options: EdgeOptions = {}): void {
 }
 
 /**
- * Answers a request the edge refuses, and closes the connection: whatever
- * of the body is left is never read.
+ * Answers a request the edge refuses. When some of its body is unread, the
+ * connection is closed: what is left is never read.
  */
 function answer(
   options: EdgeOptions,
@@ -96,8 +94,9 @@ function answer(
   started: number,
 ): void {
   const requestId = randomUUID();
-  if (!req.complete) linger(req);
-  const sent = sendError(res, err, requestId, ['Connection', 'close']);
+  const unread = bodyUnread(req);
+  if (unread) linger(req);
+  const sent = sendError(res, err, requestId, unread ? ['Connection', 'close'] : []);
   options.log?.log(sent.status >= 500 ? 'ERROR' : 'NOTICE', 'request failed', {
     requestId,
     ...traceFields(header(req, 'x-cloud-trace-context'), options.projectId, header(req, 'traceparent')),
@@ -114,6 +113,13 @@ function answer(
     },
     audit: { error: sent.body.error },
   });
+}
+
+/** Whether some of the request's body may still be on its way (then the connection cannot be reused). */
+function bodyUnread(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /**

@@ -19,6 +19,7 @@ import { createKeyStore } from '../shared/key-store.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { createKeyedMinter } from '../shared/minting/keyed.js';
 import { createKeylessMinter } from '../shared/minting/keyless.js';
+import { policyWarnings } from '../shared/policy/load.js';
 import { createMemoryRateLimiter } from '../shared/rate-limit.js';
 import { createService, type Service } from '../shared/service.js';
 import { Throttle } from '../shared/throttle.js';
@@ -42,6 +43,8 @@ export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
     dirname,
     resolve,
   });
+  const risky = policyWarnings(config.policy);
+  if (risky !== undefined) log.log('WARNING', `policy: ${risky}`);
   const now = Date.now;
   const secrets = createSecretRouter({
     file: createFileSecretSource({ baseDir: config.keyBaseDir }),

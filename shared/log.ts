@@ -16,7 +16,16 @@ export interface Logger {
 export interface LoggerOptions {
   write?: (line: string) => void;
   base?: LogFields;
+  /** Names the service in ERROR and CRITICAL lines, which are then in the format Error Reporting collects. */
+  serviceContext?: { service: string; version: string };
 }
+
+/** Cloud Logging's field for a line's labels (a flat map of strings); a line's labels add to its logger's. */
+export const LABELS = 'logging.googleapis.com/labels';
+
+/** What marks a structured line as an error event for Error Reporting, whatever its message. */
+export const REPORTED_ERROR_EVENT =
+  'type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent';
 
 // Belt and braces: the broker never hands a secret to the logger, and this pass makes sure none slips through.
 const SECRET_PATTERNS: readonly RegExp[] = [
@@ -78,15 +87,31 @@ function writeStdout(line: string): void {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const write = options.write ?? writeStdout;
   const base = options.base ?? {};
+  const baseLabels = base[LABELS] as LogFields | undefined;
+  const errorEvent =
+    options.serviceContext === undefined
+      ? undefined
+      : { '@type': REPORTED_ERROR_EVENT, serviceContext: options.serviceContext };
   return {
     log(severity, message, fields = {}) {
-      const entry = { ...base, ...fields, severity, message, time: new Date().toISOString() };
+      const entry: LogFields = { ...base, ...fields, severity, message, time: new Date().toISOString() };
+      if (baseLabels !== undefined && fields[LABELS] !== undefined)
+        entry[LABELS] = { ...baseLabels, ...(fields[LABELS] as LogFields) };
+      if (errorEvent !== undefined && (severity === 'ERROR' || severity === 'CRITICAL'))
+        Object.assign(entry, errorEvent);
       const line = JSON.stringify(entry);
       // Most lines hold nothing secret-shaped: one scan of the line proves it, and only a suspect line is walked.
       write(SUSPECT.test(line) ? JSON.stringify(redactValue(entry)) : line);
     },
     child(fields) {
-      return createLogger({ write, base: { ...base, ...fields } });
+      const merged: LogFields = { ...base, ...fields };
+      if (baseLabels !== undefined && fields[LABELS] !== undefined)
+        merged[LABELS] = { ...baseLabels, ...(fields[LABELS] as LogFields) };
+      return createLogger({
+        write,
+        base: merged,
+        ...(options.serviceContext === undefined ? {} : { serviceContext: options.serviceContext }),
+      });
     },
   };
 }

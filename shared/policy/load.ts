@@ -299,3 +299,18 @@ function limit(value: unknown, path: string, problem: (p: string, t: string) => 
     ? Object.freeze({ requests: requests as number, windowSeconds: windowSeconds as number })
     : undefined;
 }
+
+/** An address no sane caller pattern names: a grant whose `callers` match it matches every caller. */
+const ANY_CALLER_PROBE = 'any-caller-probe@example.invalid';
+
+/**
+ * Start-up warnings about a policy that is valid but risky: grants whose
+ * `callers` are `"*"`. Anyone can get a Google-signed ID token for any
+ * audience, so such a grant is open to every Google account that Cloud Run's
+ * IAM lets through. One text, or none.
+ */
+export function policyWarnings(policy: CompiledPolicy): string | undefined {
+  const open = policy.grants.filter((g) => g.callers(ANY_CALLER_PROBE)).map((g) => `grants[${g.index}]`);
+  if (open.length === 0) return undefined;
+  return `${open.join(', ')} ${open.length === 1 ? 'has' : 'have'} callers ["*"]: any caller with a Google ID token for this broker's audience can use ${open.length === 1 ? 'it' : 'them'}; only Cloud Run's IAM invoker check stands in the way. Name the callers, or a domain ("*@example.com").`;
+}
