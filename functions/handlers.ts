@@ -24,7 +24,7 @@ export type Route = Action | 'sts';
 /** An HTTP function as the functions framework calls it. */
 export type HttpFunction = (req: Request, res: Response) => void | Promise<void>;
 
-/** The paths of each function target (docs/contract.md, "Entry points"). */
+/** The paths of each function target (docs/contract.md, "Targets and paths"). */
 export const TARGET_ROUTES = {
   token: { '/': 'token' },
   jwt: { '/': 'jwt' },

@@ -1,5 +1,5 @@
 /**
- * The broker's functions, all registered from this one source (CONTRACT.md,
+ * The broker's functions, all registered from this one source (docs/contract.md,
  * "Entry points"): `FUNCTION_TARGET=<name> npx functions-framework` serves one.
  * The example job (`delegatedJob`) is registered from here too, so one
  * package deploys everything; a process that serves only the job does not
@@ -43,7 +43,7 @@ if (serving === JOB_TARGET) {
   } catch (err) {
     if (err instanceof ConfigError) {
       log.log('CRITICAL', err.message, { problems: err.problems });
-      // Stop the start with the one message that lists every problem (CONTRACT.md, "Configuration").
+      // Stop the start with the one message that lists every problem (docs/configuration.md).
       process.exitCode = 78; // EX_CONFIG
     }
     throw err;

@@ -4,7 +4,7 @@ import { type ErrorBody, toErrorBody } from '../shared/errors.js';
 /**
  * Writes a JSON body with its status and every header in one `writeHead`
  * (a flat list: no per-header object work on the hot path): the headers
- * every response carries (CONTRACT.md: `Cache-Control: no-store`; plus the
+ * every response carries (docs/contract.md: `Cache-Control: no-store`; plus the
  * request id), then `extra` name/value pairs. Never HTML. Returns the body's
  * size in bytes.
  */

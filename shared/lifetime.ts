@@ -4,7 +4,7 @@ export function remainingSeconds(expiresAtMs: number, nowMs: number): number {
 }
 
 /**
- * Whether a cached token may be served (CONTRACT.md, "Serving"): its life
+ * Whether a cached token may be served (docs/contract.md, "Serving"): its life
  * left must be more than both the refresh skew and the caller's minimum.
  */
 export function isServable(
@@ -16,7 +16,7 @@ export function isServable(
   return expiresAtMs - nowMs > Math.max(skewSeconds, minLifetimeSeconds) * 1000;
 }
 
-/** Least life a stale token needs to be served when Google is unreachable (CONTRACT.md, "stale-if-error"). */
+/** Least life a stale token needs to be served when Google is unreachable (docs/contract.md, "Serving when Google is unreachable"). */
 export const STALE_MIN_SECONDS = 60;
 
 /** Whether a cached token may be served while Google's token endpoint is unreachable. */

@@ -17,7 +17,7 @@ const PEM = /^-----BEGIN PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PRIVAT
 const KEY_ID = /^[0-9a-f]{40}$|^[A-Za-z0-9_-]{1,128}$/;
 
 /**
- * Parses and validates a service-account key file (PROTOCOL.md). Throws
+ * Parses and validates a service-account key file (docs/protocol.md). Throws
  * BrokerError `upstream_rejected` with `upstreamError: 'invalid_key'`; the
  * message names the bad field and never holds key material.
  */

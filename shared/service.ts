@@ -20,7 +20,7 @@ export type Action = Operation | 'purge';
 export type Credential =
   /** The JSON API: the `Authorization` header, and Cloud Run's `X-Serverless-Authorization` when present. */
   | { readonly authorization: string | undefined; readonly serverlessAuthorization?: string | undefined }
-  /** Token exchange: the `subject_token` of the form (docs/contract.md, "Token exchange"). */
+  /** Token exchange: the `subject_token` of the form (docs/contract.md, "Token exchange (RFC 8693)"). */
   | { readonly subjectToken: string };
 
 /** One call into the broker, after HTTP: the action, the credential and the (parsed JSON) body. */

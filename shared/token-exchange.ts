@@ -14,7 +14,7 @@ import {
 /**
  * OAuth 2.0 Token Exchange (RFC 8693) as the broker speaks it, so that
  * Google's own auth libraries can use it from an `external_account`
- * credential file (docs/contract.md, "Token exchange"). Pure: form text in,
+ * credential file (docs/contract.md, "Token exchange (RFC 8693)"). Pure: form text in,
  * a service call out; a served token or an error in, RFC 6749 JSON out.
  */
 

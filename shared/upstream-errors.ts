@@ -2,7 +2,7 @@ import { BrokerError } from './errors.js';
 
 /**
  * What Google's token endpoint errors mean and what to do, row by row from
- * the seed's error table (PROTOCOL.md). Rows that share a code are told
+ * the seed's error table (docs/protocol.md). Rows that share a code are told
  * apart by Google's description.
  */
 export function describeUpstreamError(error: string, description: string | undefined): string {

@@ -2,7 +2,7 @@
  * The `external_account` credential file that lets Google's own auth
  * libraries (Node, Python, Go, Java, gcloud) get tokens from the broker's
  * `sts` endpoint by RFC 8693 token exchange, with no broker code
- * (docs/calling.md, docs/contract.md "Token exchange").
+ * (docs/calling.md, docs/contract.md, "Token exchange (RFC 8693)").
  */
 import { STS_AUDIENCE_PREFIX, type WireTarget } from '../../shared/wire.js';
 

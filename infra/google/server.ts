@@ -277,7 +277,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       throw new OAuthError('unsupported_grant_type', `Invalid grant_type: ${form.get('grant_type') ?? ''}`);
     const assertion = form.get('assertion') ?? '';
     const badSignature = new OAuthError('invalid_grant', 'Invalid JWT Signature.');
-    // base64url without padding and without whitespace (PROTOCOL.md).
+    // base64url without padding and without whitespace (docs/protocol.md).
     if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(assertion)) throw badSignature;
     let header: ReturnType<typeof decodeProtectedHeader>;
     let claims: Record<string, unknown>;

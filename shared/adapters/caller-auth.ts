@@ -59,7 +59,7 @@ const REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
 
 /**
- * Verifies a caller's Google-signed OIDC ID token (CONTRACT.md, "Caller
+ * Verifies a caller's Google-signed OIDC ID token (docs/contract.md, "Caller
  * authentication"): RS256 only, against cached JWKS keys; `iss`, `aud`,
  * `exp`/`iat` with tolerance; a verified `email`.
  */

@@ -102,7 +102,7 @@ export class TokenStore {
       }
       return result;
     } catch (err) {
-      // Stale-if-error (CONTRACT.md): Google is unreachable, and the token we hold still has real life left.
+      // Stale-if-error (docs/contract.md): Google is unreachable, and the token we hold still has real life left.
       const held = seen ?? o.l1.get(parts);
       if (
         held &&

@@ -1,4 +1,4 @@
-/** What a token is cached under (CONTRACT.md, "Cache semantics"). */
+/** What a token is cached under (docs/contract.md, "Cache semantics"). */
 export interface CacheKeyParts {
   readonly kind: 'token' | 'jwt' | 'idtoken';
   /** The service account's canonical email (a tenant resolves to exactly one). */

@@ -26,7 +26,7 @@ export async function importSigningKey(pkcs8Pem: string): Promise<SigningKey> {
 
 /**
  * Signs a compact JWS: `base64url(header).base64url(claims).base64url(sig)`,
- * RSASSA-PKCS1-v1_5 with SHA-256, no padding, no newlines (PROTOCOL.md).
+ * RSASSA-PKCS1-v1_5 with SHA-256, no padding, no newlines (docs/protocol.md).
  */
 export async function signJwt(header: JwtHeader, claims: JwtClaims, key: SigningKey): Promise<string> {
   return new CompactSign(encoder.encode(JSON.stringify(claims))).setProtectedHeader({ ...header }).sign(key);

@@ -21,7 +21,7 @@ export type Decision =
   | { readonly allowed: false; readonly reason: DenyReason };
 
 /**
- * Deny by default (CONTRACT.md, "Policy"): allowed only when one grant
+ * Deny by default (docs/contract.md, "Policy"): allowed only when one grant
  * matches every dimension the request asks for. A request by
  * `serviceAccount` is matched by grants' `serviceAccounts` only; a request by
  * `tenant` resolves to the tenant's one account and is matched by grants'

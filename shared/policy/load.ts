@@ -28,7 +28,7 @@ const SERVICE_ACCOUNT_EMAIL =
 type Obj = Record<string, unknown>;
 
 /**
- * Validates a policy (CONTRACT.md, "Policy") and compiles it for
+ * Validates a policy (docs/contract.md, "Policy") and compiles it for
  * evaluation. Throws one ConfigError listing every problem with its JSON
  * path, e.g. `grants[2].callers[0]: "Bob@" is not a valid email`.
  */

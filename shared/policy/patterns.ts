@@ -2,7 +2,7 @@ import { canonicalDomain, canonicalEmail } from '../email.js';
 import type { Matcher } from './types.js';
 
 /**
- * Compiles a policy pattern (CONTRACT.md, "Patterns"): an exact string, `*`
+ * Compiles a policy pattern (docs/contract.md, "Grants"): an exact string, `*`
  * alone, or `*@domain` in place of an email's local part. Nothing else is a
  * pattern. With `email: true`, exact patterns must be emails and matching is
  * on canonical (lower-case) emails. Returns the matcher, or a problem.
