@@ -1,6 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { GoogleAuth } from 'google-auth-library';
+import { Storage } from 'storage8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main as cli } from '../../functions/cli/broker-token.js';
 import type { BrokerProcess } from '../../infra/broker-process.js';
@@ -12,6 +15,7 @@ import {
   BILLING,
   BLUE,
   CALENDAR,
+  examplePolicy,
   KEYLESS,
   OPS,
   PLATFORM,
@@ -31,8 +35,21 @@ let broker: BrokerProcess;
 let workload: MetadataServer;
 let billing: string;
 
+/** The scopes @google-cloud/storage always asks for; a grant for them lets a real Storage client through. */
+const STORAGE_SCOPES = [
+  'https://www.googleapis.com/auth/iam',
+  'https://www.googleapis.com/auth/cloud-platform',
+  'https://www.googleapis.com/auth/devstorage.full_control',
+];
+
 beforeAll(async () => {
-  stack = await startStack();
+  const policy = examplePolicy();
+  (policy['grants'] as unknown[]).push({
+    callers: [BILLING],
+    serviceAccounts: [REPORTING],
+    scopes: STORAGE_SCOPES,
+  });
+  stack = await startStack({ policy });
   broker = await stack.startBroker('broker');
   // The caller's own instance: Google's libraries fetch its ID token from here (the URL source).
   workload = await stack.google.startMetadataServer({ email: BILLING });
@@ -139,6 +156,35 @@ describe("Google's own auth libraries, unchanged, from an external_account crede
       account: REPORTING,
       cache: 'miss',
     });
+  });
+
+  it('@google-cloud/storage from the credential file alone sends the brokered token to the Storage API', async () => {
+    const arrived: Array<string | undefined> = [];
+    const gcs = createServer((req, res) => {
+      arrived.push(req.headers.authorization);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ kind: 'storage#object', bucket: 'bkt', name: 'report.csv', size: '5' }));
+    });
+    await new Promise<void>((r) => gcs.listen(0, '127.0.0.1', r));
+    try {
+      const file = await credentialFile('storage', REPORTING, { file: tokenFile('billing-gcs', billing) });
+      const storage = new Storage({
+        keyFilename: file,
+        projectId: 'acme',
+        apiEndpoint: `http://127.0.0.1:${(gcs.address() as AddressInfo).port}`,
+        useAuthWithCustomEndpoint: true,
+      });
+      const [metadata] = await storage.bucket('bkt').file('report.csv').getMetadata();
+      expect(metadata.name).toBe('report.csv');
+      expect(arrived).toHaveLength(1);
+      const token = /^Bearer (.+)$/.exec(arrived[0] ?? '')?.[1];
+      expect(await tokeninfo(token as string)).toMatchObject({
+        email: REPORTING,
+        scope: [...STORAGE_SCOPES].sort().join(' '),
+      });
+    } finally {
+      gcs.close();
+    }
   });
 
   it('google-auth-library (Node): URL source on GCE or GKE → the library fetches the caller ID token from the metadata server itself', async () => {
