@@ -34,6 +34,8 @@ export interface TokenCache {
   get(key: CacheKeyParts): CachedToken | undefined;
   /** Stores a token until it really expires. */
   set(key: CacheKeyParts, value: CachedToken): void;
+  /** Forgets the entry for `key` (a purge seen from another instance). */
+  delete(key: CacheKeyParts): void;
   /** Makes every matching token unreachable; returns how many local entries were dropped. */
   purge(selector: PurgeSelector): number;
 }

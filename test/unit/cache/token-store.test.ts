@@ -152,4 +152,83 @@ describe('TokenStore over a shared cache', () => {
     expect((await a.store.serve(parts, 0, down)).outcome).toBe('stale');
     await expect(a.store.serve(parts, 120, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
   });
+
+  it('never serves a purged token stale, on the purging instance or another one', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const b = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    await b.store.serve(parts, 0, m.mint); // tok-1 in L2 and in b's L1
+    await a.store.serve(parts, 0, m.mint); // and in a's L1
+    await a.store.purge({ accounts: [parts.account] });
+    t += (3600 - 100) * 1000; // 100 s left: stale-servable, and b's generation check is due
+    const down = async (): Promise<CachedToken> => {
+      throw new BrokerError('upstream_unavailable', 'down');
+    };
+    await expect(b.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    await expect(b.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    await expect(a.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+  });
+
+  it('serves nothing stale when neither Google nor the shared cache answers (a purge may be unseen)', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    await a.store.serve(parts, 0, minter(now, 3600, 0).mint);
+    t += (3600 - 100) * 1000;
+    redis.down = true;
+    const down = async (): Promise<CachedToken> => {
+      throw new BrokerError('upstream_unavailable', 'down');
+    };
+    await expect(a.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    redis.down = false;
+    t += 6000; // past the circuit breaker's open interval: L2 confirms the generations again
+    expect(await a.store.serve(parts, 0, down)).toMatchObject({
+      outcome: 'stale',
+      token: { token: 'tok-1' },
+    });
+  });
+
+  it('drops a token minted while the shared cache was down once it answers again', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    redis.down = true;
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-1' },
+    });
+    t += 1001;
+    // Still down: L1 keeps serving what it minted.
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'hit',
+      token: { token: 'tok-1' },
+    });
+    redis.down = false;
+    t += 6000; // past the circuit breaker's open interval
+    // Nothing tells whether another instance purged it meanwhile: it is re-minted.
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-2' },
+    });
+  });
+
+  it('does not cache a token whose mint started before a purge on the same instance', async () => {
+    const a = instance(new MemoryRedis(), Date.now);
+    const m = minter(Date.now, 3600, 50);
+    const inFlight = a.store.serve(parts, 0, m.mint);
+    await new Promise((r) => setTimeout(r, 10));
+    await a.store.purge({ accounts: [parts.account] });
+    expect((await inFlight).token.token).toBe('tok-1');
+    expect(a.store.peek(parts, 0, m.mint)).toBeUndefined();
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-2' },
+    });
+  });
 });
