@@ -8,6 +8,7 @@ import {
   type CacheOutcome,
   cacheKeyString,
   type PurgeSelector,
+  type StorePurge,
   type TokenCache,
 } from './types.js';
 
@@ -153,8 +154,13 @@ export class TokenStore {
     if (this.#purges === purges) this.#o.l1.set(parts, entry);
   }
 
-  /** Drops matching tokens here and makes them unreachable in L2 for every instance. Throws `upstream_unavailable` when L2 could not be purged. */
-  async purge(selector: PurgeSelector): Promise<number> {
+  /**
+   * Drops matching tokens here and, with L2, makes them unreachable for every
+   * instance (`reach: 'all_instances'`); without L2 only this process's
+   * memory is purged (`reach: 'this_instance'`). Throws `upstream_unavailable`
+   * when L2 could not be purged.
+   */
+  async purge(selector: PurgeSelector): Promise<StorePurge> {
     this.#purges++;
     const dropped = this.#o.l1.purge(selector);
     if (this.#o.l2 && !(await this.#o.l2.purge(selector))) {
@@ -166,7 +172,12 @@ export class TokenStore {
         },
       );
     }
-    return dropped;
+    return { dropped, reach: this.reach };
+  }
+
+  /** How far a purge here reaches. */
+  get reach(): StorePurge['reach'] {
+    return this.#o.l2 ? 'all_instances' : 'this_instance';
   }
 
   /**
