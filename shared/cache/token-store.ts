@@ -24,7 +24,11 @@ export interface TokenStoreOptions {
   generationCheckMs?: number;
   /** TTL of the cross-instance mint lock. */
   lockTtlMs?: number;
-  /** How long an instance waits for another instance's mint before it mints itself. */
+  /**
+   * How long an instance waits for another instance's mint before it mints
+   * itself (never longer than that instance's lock lasts; forged or expired
+   * locks are not waited for at all).
+   */
   waitDeadlineMs?: number;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -69,7 +73,7 @@ export class TokenStore {
       refreshAheadSeconds: 300,
       generationCheckMs: 1000,
       lockTtlMs: 15_000,
-      waitDeadlineMs: 12_000,
+      waitDeadlineMs: 5000,
       now: Date.now,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
       onBackgroundError: () => {},
@@ -297,7 +301,7 @@ export class TokenStore {
 
     const lock = await l2.lock(parts, o.lockTtlMs);
     if (lock === undefined) return mintAndStore((await l2.lookup(parts))?.gens);
-    if (lock !== 'held') {
+    if ('owner' in lock) {
       try {
         // Another instance may have finished its mint between our lookup and our lock.
         const found = await l2.lookup(parts);
@@ -310,18 +314,22 @@ export class TokenStore {
         await l2.unlock(parts, lock.owner);
       }
     }
-    // Another instance is minting: wait for its result with backoff, up to a deadline; then mint ourselves.
-    const deadline = o.now() + o.waitDeadlineMs;
+    // Another instance genuinely holds the lock: wait for its result with backoff, until it lets go,
+    // its lock expires or our own deadline passes, whichever is first; then mint ourselves.
+    const deadline = Math.min(o.now() + o.waitDeadlineMs, lock.heldUntil);
+    let gens: Generations | undefined;
     for (let attempt = 0; o.now() < deadline; attempt++) {
       await o.sleep(Math.min(10 * 2 ** attempt, 200, Math.max(1, deadline - o.now())));
-      const found = await l2.lookup(parts);
+      const found = await l2.lookup(parts, true);
       if (found === undefined && l2.state === 'open') break; // L2 is down: stop waiting for it
+      gens = found?.gens;
       if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
         this.#remember(parts, l1Entry(found.token, found.gens, o.now()), purges);
         return { token: found.token, outcome: 'hit' };
       }
+      if (found && found.lockedUntil === undefined) break; // the holder let go without a token for us
     }
-    return mintAndStore((await l2.lookup(parts))?.gens);
+    return mintAndStore(gens ?? (await l2.lookup(parts))?.gens);
   }
 }
 

@@ -231,4 +231,73 @@ describe('TokenStore over a shared cache', () => {
       token: { token: 'tok-2' },
     });
   });
+
+  it('treats a deleted, malformed or lowered generation as a purge, never as the old one', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    const genKeys = () => [...redis.data.keys()].filter((k) => k.startsWith('tb:v1:gen:'));
+    await a.store.serve(parts, 0, m.mint); // tok-1
+    expect(genKeys()).toHaveLength(2); // created fresh on first use: `all` and the account's
+    for (const v of genKeys().map((k) => redis.data.get(k)!.value))
+      expect(v).toMatch(/^1\.[A-Za-z0-9_-]{22}$/);
+    // Nothing in the entry shows the generations it was sealed under.
+    const entry = [...redis.data].find(([k]) => k.startsWith('tb:v1:tok:'))![1].value;
+    for (const k of genKeys()) expect(entry).not.toContain(redis.data.get(k)!.value.split('.')[1]);
+
+    for (const tamper of [
+      (k: string) => redis.data.delete(k),
+      (k: string) => redis.data.set(k, { value: 'garbage', expiresAt: undefined }),
+      (k: string) => {
+        const v = redis.data.get(k)!.value;
+        redis.data.set(k, { value: v.replace(/^\d+/, (n) => String(Number(n) - 1)), expiresAt: undefined });
+      },
+    ]) {
+      const before = m.count;
+      for (const k of genKeys()) tamper(k);
+      t += 1001;
+      const served = await a.store.serve(parts, 0, m.mint);
+      expect(served.outcome).toBe('miss');
+      expect(m.count).toBe(before + 1);
+      // A fresh instance (no memory of higher generations) does not get an older token either.
+      const b = instance(redis, now);
+      expect((await b.store.serve(parts, 0, m.mint)).token.token).toBe(served.token.token);
+    }
+  });
+
+  it('takes over a planted lock at once, and a genuine one replayed after its own expiry', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now, { waitDeadlineMs: 60_000 });
+    const m = minter(now, 3600, 0);
+    // Planted under every name Redis shows, with garbage values.
+    await a.store.serve(parts, 0, m.mint);
+    await a.store.purge({ accounts: [parts.account] });
+    const lockOf = async () => {
+      const l = await a.l2.lock(parts, 500);
+      if (l === undefined || !('owner' in l)) throw new Error('no lock');
+      return l.owner;
+    };
+    const genuine = await lockOf();
+    const lockKey = [...redis.data].find(([, e]) => e.value === genuine)![0];
+    redis.data.set(lockKey, { value: 'planted', expiresAt: undefined });
+    const started = Date.now();
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-2' },
+    });
+    expect(Date.now() - started).toBeLessThan(100);
+    // A genuine value replayed after its own expiry: no wait either.
+    await a.store.purge({ accounts: [parts.account] });
+    t += 600;
+    redis.data.set(lockKey, { value: genuine, expiresAt: undefined });
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-3' },
+    });
+    expect(Date.now() - started).toBeLessThan(200);
+  });
 });
