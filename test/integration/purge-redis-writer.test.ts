@@ -276,4 +276,18 @@ describe.runIf(run)('a Redis writer against the shared cache in process', () => 
     await redis.set(other, 'forged', 'PX', 60_000);
     expect((await store().serve(q, 0, mint())).token.token).not.toBe(secret);
   });
+
+  it('can force re-mints by flushing or evicting everything, and nothing worse: the next request mints and is served', async () => {
+    await redis.flushall();
+    const [one, two] = [store(), store()];
+    const p = parts('flush@acme.iam.gserviceaccount.com');
+    const first = await one.serve(p, 0, mint());
+    expect((await two.serve(p, 0, mint())).token.token).toBe(first.token.token);
+    await redis.flushall();
+    await sleep(1100); // the L1 generation check interval
+    const [a, b] = [await one.serve(p, 0, mint()), await two.serve(p, 0, mint())];
+    expect(a.outcome).toBe('miss');
+    expect(a.token.token).not.toBe(first.token.token);
+    expect(b).toMatchObject({ outcome: 'hit', token: { token: a.token.token } });
+  });
 });
