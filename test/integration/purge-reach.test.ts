@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
+import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { DRIVE, OPS, PLATFORM, post, type Stack, startStack } from './support/stack.js';
 
 // A missing redis-server fails the run under CI=true; elsewhere these tests are skipped.

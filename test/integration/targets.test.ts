@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startBrokerProcess } from '../../infra/broker-process.js';
-import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { startLocalSharedCache } from '../../infra/local-shared-cache.js';
+import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { BIGQUERY, BILLING, OPS, post, REPORTING, type Stack, startStack } from './support/stack.js';
 
 let stack: Stack;
