@@ -176,13 +176,15 @@ export class SharedTokenCache {
    * account). A missing, malformed or lower value than this instance has
    * seen is replaced by a fresh one (created if missing, unless another
    * instance just did): it matches no entry, so it purges rather than
-   * restores. Undefined when the cache failed or would not settle.
+   * restores. `null` when what was read could not be settled (the repair
+   * failed, or the values were changed again meanwhile): whatever was
+   * cached before must then be treated as purged.
    */
   async #settle(
     op: CacheFailure['op'],
     names: readonly [string, string],
     values: readonly unknown[],
-  ): Promise<Generations | undefined> {
+  ): Promise<Generations | null> {
     const [all, account] = [values[0], values[1]];
     if (this.#acceptable(names[0], all) && this.#acceptable(names[1], account)) return { all, account };
     const written = await this.#call(op, () =>
@@ -198,11 +200,11 @@ export class SharedTokenCache {
         }),
       ),
     );
-    if (written === undefined) return undefined;
+    if (written === undefined) return null;
     const again = await this.#call(op, () => this.#redis.mget(...names));
-    if (again === undefined) return undefined;
+    if (again === undefined) return null;
     const [all2, account2] = [again[0], again[1]];
-    if (!this.#acceptable(names[0], all2) || !this.#acceptable(names[1], account2)) return undefined;
+    if (!this.#acceptable(names[0], all2) || !this.#acceptable(names[1], account2)) return null;
     return { all: all2, account: account2 };
   }
 
@@ -259,7 +261,7 @@ export class SharedTokenCache {
     );
     if (values === undefined) return undefined;
     const settled = await this.#settle('lookup', gens, values.slice(1, 3));
-    if (settled === undefined) return undefined;
+    if (settled === null) return undefined; // nothing that was cached can be trusted: as if the cache failed
     // The generations are bound into the sealing: an entry from before a purge does not open.
     const value = values[0];
     const token = typeof value === 'string' ? open(this.#keys, aad(name, settled), value) : undefined;
@@ -277,8 +279,12 @@ export class SharedTokenCache {
     await this.#call('generations', () => this.#redis.mget(this.#genAll));
   }
 
-  /** Reads only the generations in force for an account. */
-  async generations(account: string): Promise<Generations | undefined> {
+  /**
+   * Reads only the generations in force for an account. Undefined when the
+   * cache could not be read; `null` when it was read but its generations
+   * could not be settled (then treat what is cached as purged).
+   */
+  async generations(account: string): Promise<Generations | null | undefined> {
     const names = this.#genNames(account);
     const values = await this.#call('generations', () => this.#redis.mget(...names));
     if (values === undefined) return undefined;

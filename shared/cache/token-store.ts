@@ -143,7 +143,7 @@ export class TokenStore {
     if (entry.gens === undefined) return false;
     const gens = await l2.generations(parts.account);
     if (gens === undefined) return false;
-    if (sameGenerations(gens, entry.gens)) return true;
+    if (gens !== null && sameGenerations(gens, entry.gens)) return true;
     this.#forget(parts, entry);
     return false;
   }
@@ -219,8 +219,9 @@ export class TokenStore {
     const purges = this.#purges;
     const gens = await l2.generations(parts.account);
     if (gens === undefined) return entry; // L2 down: L1 keeps serving
-    if (entry.gens === undefined || !sameGenerations(gens, entry.gens)) {
-      // Purged (or minted while L2 was down, so maybe before a purge): gone from L1, stale-if-error included.
+    if (gens === null || entry.gens === undefined || !sameGenerations(gens, entry.gens)) {
+      // Purged, or generations that would not settle, or minted while L2 was down (so maybe before a
+      // purge): gone from L1, stale-if-error included.
       this.#forget(parts, entry);
       return undefined;
     }

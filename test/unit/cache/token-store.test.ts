@@ -300,4 +300,23 @@ describe('TokenStore over a shared cache', () => {
     });
     expect(Date.now() - started).toBeLessThan(200);
   });
+
+  it('drops what L1 holds when the generations keep changing under it (a writer racing the repair)', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const b = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    await a.store.serve(parts, 0, m.mint);
+    expect((await b.store.serve(parts, 0, m.mint)).token.token).toBe('tok-1');
+    await a.store.purge({ accounts: [parts.account] });
+    // From now on every read of a generation shows garbage, whatever the broker writes.
+    const mget = redis.mget.bind(redis);
+    redis.mget = async (...keys: string[]) =>
+      (await mget(...keys)).map((v, i) => (keys[i]!.startsWith('tb:v1:gen:') ? 'garbage' : v));
+    t += 1001;
+    const served = await b.store.serve(parts, 0, m.mint);
+    expect(served).toMatchObject({ outcome: 'miss', token: { token: 'tok-2' } });
+  });
 });
