@@ -103,6 +103,10 @@ function toCall(route: Route | undefined, routes: Readonly<Record<string, Route>
   };
 }
 
+/** Said with every purge that reached only this process (no shared cache; docs/contract.md). */
+const PURGE_THIS_INSTANCE_NOTE =
+  'No shared cache is configured, so only this instance was purged. Other instances keep serving the tokens they hold until those expire (at most an hour); to drop them too, configure a shared cache or restart every instance.';
+
 function respond(
   rt: Runtime,
   req: Request,
@@ -115,10 +119,12 @@ function respond(
   let answer: Answer;
   if (!result.ok) answer = fail(res, result.error, requestId, route === 'sts');
   else if ('purged' in result) {
-    const { accounts, dropped } = result.purged;
+    const { accounts, dropped, reach } = result.purged;
     const body: PurgeResponseBody = {
       purged: accounts === 'all' ? 'all' : [...accounts],
       dropped_local_entries: dropped,
+      reach,
+      ...(reach === 'this_instance' ? { note: PURGE_THIS_INSTANCE_NOTE } : {}),
     };
     answer = { status: 200, size: sendJson(res, 200, body, requestId), message: 'cache purged', fields: {} };
   } else {

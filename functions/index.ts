@@ -39,7 +39,8 @@ if (serving === JOB_TARGET) {
   });
   let runtime: ReturnType<typeof createRuntime>;
   try {
-    runtime = createRuntime(process.env, log);
+    // The configuration checks depend on the target (the admin function requires a shared cache).
+    runtime = createRuntime(process.env, log, serving);
   } catch (err) {
     if (err instanceof ConfigError) {
       log.log('CRITICAL', err.message, { problems: err.problems });

@@ -36,13 +36,17 @@ export interface Runtime {
 }
 
 /** Builds the real runtime from the environment. Throws ConfigError listing every problem. */
-export function createRuntime(env: Env, log: Logger = createLogger()): Runtime {
-  const config = loadConfig(env, {
-    readFile: (p) => readFileSync(p, 'utf8'),
-    cwd: process.cwd(),
-    dirname,
-    resolve,
-  });
+export function createRuntime(env: Env, log: Logger = createLogger(), target?: string): Runtime {
+  const config = loadConfig(
+    env,
+    {
+      readFile: (p) => readFileSync(p, 'utf8'),
+      cwd: process.cwd(),
+      dirname,
+      resolve,
+    },
+    target,
+  );
   const risky = policyWarnings(config.policy);
   if (risky !== undefined) log.log('WARNING', `policy: ${risky}`);
   const now = Date.now;

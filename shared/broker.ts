@@ -1,5 +1,5 @@
 import type { TokenStore } from './cache/token-store.js';
-import type { CachedToken, CacheKeyParts, CacheOutcome } from './cache/types.js';
+import type { CachedToken, CacheKeyParts, CacheOutcome, PurgeReach } from './cache/types.js';
 import type { Minter } from './minting/minter.js';
 import { accountsForPurge, authorize, type DenyReason } from './policy/evaluate.js';
 import type { CompiledPolicy, KeyedAccount, KeylessAccount, ServiceAccountEntry } from './policy/types.js';
@@ -42,6 +42,8 @@ export interface PurgeResult {
   readonly accounts: readonly string[] | 'all';
   /** Entries dropped from this instance's memory. */
   readonly dropped: number;
+  /** Every instance (shared cache), or only this process's memory (none). */
+  readonly reach: PurgeReach;
 }
 
 /** The text of every 403: the same for unknown and forbidden targets, so nobody can probe for names. */
@@ -115,9 +117,10 @@ export function createBroker(deps: BrokerDeps): Broker {
     },
 
     async purge(req) {
-      if ('all' in req) return { accounts: 'all', dropped: await deps.store.purge({ all: true }) };
+      if ('all' in req) return { accounts: 'all', ...(await deps.store.purge({ all: true })) };
       const accounts = accountsForPurge(deps.policy, req);
-      return { accounts, dropped: accounts.length === 0 ? 0 : await deps.store.purge({ accounts }) };
+      if (accounts.length === 0) return { accounts, dropped: 0, reach: deps.store.reach };
+      return { accounts, ...(await deps.store.purge({ accounts })) };
     },
   };
 }

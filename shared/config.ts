@@ -50,9 +50,10 @@ const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
 
 /**
  * Reads and checks the whole configuration at once. Throws one ConfigError
- * that lists every problem, so an operator fixes them in one go.
+ * that lists every problem, so an operator fixes them in one go. `target`
+ * is the function this process serves (some need more than others).
  */
-export function loadConfig(env: Env, io: LoadConfigIo): Config {
+export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config {
   const problems: string[] = [];
   // Only the table's variables can be read: a new one needs its row (default, range, meaning) first.
   const str = (name: SettingName): string | undefined => {
@@ -160,6 +161,13 @@ export function loadConfig(env: Env, io: LoadConfigIo): Config {
     } else cacheKey = new Uint8Array(bytes);
   } else if (upstash !== undefined) {
     problems.push('BROKER_CACHE_KEY is required with a shared cache (e.g. `openssl rand -base64 32`)');
+  }
+
+  // The admin function serves no tokens: without a shared cache its purge would reach nothing (docs/contract.md).
+  if (target === 'admin' && upstash === undefined) {
+    problems.push(
+      'the admin function needs a shared cache: without one its purge reaches only its own process, which holds no tokens, while the token functions keep serving theirs. Set UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN and BROKER_CACHE_KEY, or purge through the all-in-one broker function',
+    );
   }
 
   const emulator = str('SECRET_MANAGER_EMULATOR_HOST');

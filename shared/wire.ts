@@ -66,6 +66,10 @@ export interface IdTokenResponseBody {
 export interface PurgeResponseBody {
   purged: string[] | 'all';
   dropped_local_entries: number;
+  /** Every instance (through the shared cache), or only the process that answered (no shared cache). */
+  reach: 'all_instances' | 'this_instance';
+  /** With `this_instance`: what was not purged, in words. */
+  note?: string;
 }
 
 /** RFC 8693 token exchange, as Google's auth libraries send it. */

@@ -33,6 +33,9 @@ export function createMemoryCache(options: MemoryCacheOptions = {}): TokenCache 
     set(key, value) {
       lru.set(cacheKeyString(key), { account: key.account, value });
     },
+    delete(key) {
+      lru.delete(cacheKeyString(key));
+    },
     purge(selector: PurgeSelector) {
       if ('all' in selector) {
         const n = lru.size;

@@ -1,7 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { CircuitBreaker } from '../circuit-breaker.js';
 import { Lru } from '../lru.js';
-import { type CacheKeys, deriveCacheKeys, entryName, open, seal } from './sealing.js';
+import {
+  type CacheKeys,
+  deriveCacheKeys,
+  entryName,
+  lockExpiry,
+  lockName,
+  lockValue,
+  open,
+  seal,
+} from './sealing.js';
 import { type CachedToken, type CacheKeyParts, cacheKeyString, type PurgeSelector } from './types.js';
 
 /**
@@ -15,7 +24,12 @@ export interface RedisSeam {
   eval(script: string, keys: string[], args: string[]): Promise<unknown>;
 }
 
-/** Generations an entry was written under; a purge bumps one, which makes older entries unreachable. */
+/**
+ * Generations an entry was written under (both are bound into its sealing,
+ * never stored beside it). A generation is `<counter>.<random>`; a purge
+ * replaces it with a higher counter and fresh random bytes, which makes every
+ * older entry undecryptable for every instance.
+ */
 export interface Generations {
   readonly all: string;
   readonly account: string;
@@ -25,6 +39,8 @@ export interface Generations {
 export interface Lookup {
   readonly token: CachedToken | undefined;
   readonly gens: Generations;
+  /** Asked with `withLock`: until when a genuine mint lock is held by another instance (epoch ms), if one is. */
+  readonly lockedUntil?: number | undefined;
 }
 
 /** A cache failure, reported once per failing call; the cache never throws to its caller. */
@@ -50,12 +66,31 @@ export interface SharedCacheOptions {
 // Compare-and-delete: release a lock only if we still own it.
 const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
+/** A well-formed generation: a counter, and 16 random bytes that nobody can guess. */
+const GENERATION = /^(\d{1,15})\.[A-Za-z0-9_-]{22}$/;
+/** Generations leave Redis after 30 days unused; a missing one is re-created fresh (a purge of its entries). */
+const GENERATION_TTL_MS = 30 * 24 * 3600 * 1000;
+
+function counterOf(value: unknown): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = GENERATION.exec(value);
+  return m === null ? undefined : Number(m[1]);
+}
+
 /**
  * The shared cache (L2) over Upstash Redis. Entry names are HMACs of the
  * normalised request and values are AES-256-GCM sealed with the name and
- * generations as associated data, so a dump shows no token, email or scope.
- * Every call has a timeout and goes through a circuit breaker; a failure is
- * reported to `onFailure` and answered as "nothing cached", never thrown.
+ * generations as associated data, so a dump shows no token, email, scope or
+ * generation. Every call has a timeout and goes through a circuit breaker; a
+ * failure is reported to `onFailure` and answered as "nothing cached", never
+ * thrown.
+ *
+ * Against someone who can write to Redis (docs/threat-model.md): a missing,
+ * malformed, or lower generation than this instance has seen counts as a
+ * purge and is replaced by a fresh one, so deleting, evicting or rolling back
+ * a generation never brings a purged entry back here; lock names come from
+ * their own key, and lock values carry an HMAC and an expiry, so a planted,
+ * moved or expired lock makes nobody wait.
  */
 export class SharedTokenCache {
   readonly #redis: RedisSeam;
@@ -104,8 +139,83 @@ export class SharedTokenCache {
     return this.#name('tok:', cacheKeyString(parts));
   }
 
+  // Lock names: an HMAC under their own key, so they cannot be derived from entry names.
+  readonly #lockNames = new Lru<string, string>(10_000);
+
   #lock(parts: CacheKeyParts): string {
-    return this.#name('lock:', cacheKeyString(parts));
+    const id = cacheKeyString(parts);
+    let name = this.#lockNames.get(id);
+    if (name === undefined) {
+      name = lockName(this.#keys, `${this.#prefix}lock:`, id);
+      this.#lockNames.set(id, name);
+    }
+    return name;
+  }
+
+  /** The highest generation counter this instance has seen, per generation name. */
+  readonly #highest = new Lru<string, number>(10_000);
+
+  /** Whether `value` can be the generation `name` is under now; remembers it when it is the highest seen. */
+  #acceptable(name: string, value: unknown): value is string {
+    const n = counterOf(value);
+    if (n === undefined) return false;
+    const highest = this.#highest.get(name);
+    if (highest !== undefined && n < highest) return false;
+    if (highest === undefined || n > highest) this.#highest.set(name, n);
+    return true;
+  }
+
+  /** A new generation for `name`: above every counter seen, with fresh random bytes. */
+  #fresh(name: string, current: unknown): string {
+    const n = Math.max(this.#highest.get(name) ?? 0, counterOf(current) ?? 0) + 1;
+    return `${n}.${randomBytes(16).toString('base64url')}`;
+  }
+
+  /**
+   * The generations in force, from the values just read for `names` (all,
+   * account). A missing, malformed or lower value than this instance has
+   * seen is replaced by a fresh one (created if missing, unless another
+   * instance just did): it matches no entry, so it purges rather than
+   * restores. `null` when what was read could not be settled (the repair
+   * failed, or the values were changed again meanwhile): whatever was
+   * cached before must then be treated as purged.
+   */
+  async #settle(
+    op: CacheFailure['op'],
+    names: readonly [string, string],
+    values: readonly unknown[],
+  ): Promise<Generations | null> {
+    const [all, account] = [values[0], values[1]];
+    if (this.#acceptable(names[0], all) && this.#acceptable(names[1], account)) return { all, account };
+    const written = await this.#call(op, () =>
+      Promise.all(
+        names.map((name, i) => {
+          const current = values[i];
+          if (counterOf(current) !== undefined && this.#acceptable(name, current)) return undefined;
+          const options =
+            current === null || current === undefined
+              ? { px: GENERATION_TTL_MS, nx: true as const }
+              : { px: GENERATION_TTL_MS };
+          return this.#redis.set(name, this.#fresh(name, current), options);
+        }),
+      ),
+    );
+    if (written === undefined) return null;
+    const again = await this.#call(op, () => this.#redis.mget(...names));
+    if (again === undefined) return null;
+    const [all2, account2] = [again[0], again[1]];
+    if (!this.#acceptable(names[0], all2) || !this.#acceptable(names[1], account2)) return null;
+    return { all: all2, account: account2 };
+  }
+
+  #genNames(account: string): readonly [string, string] {
+    return [this.#genAll, this.#genAccount(account)];
+  }
+
+  /** The expiry of a genuine, unexpired lock value for `name`; undefined for none, a forged or an expired one. */
+  #lockedUntil(name: string, value: unknown): number | undefined {
+    const until = lockExpiry(this.#keys, name, value);
+    return until !== undefined && until > this.#now() ? until : undefined;
   }
 
   async #call<T>(op: CacheFailure['op'], fn: () => Promise<T>): Promise<T | undefined> {
@@ -137,22 +247,26 @@ export class SharedTokenCache {
     }
   }
 
-  /** Reads the entry and the generations in force in one round trip. Undefined when the cache failed. */
-  async lookup(parts: CacheKeyParts): Promise<Lookup | undefined> {
+  /**
+   * Reads the entry and the generations in force in one round trip (and,
+   * `withLock`, whether a genuine lock on it is held). Undefined when the
+   * cache failed.
+   */
+  async lookup(parts: CacheKeyParts, withLock = false): Promise<Lookup | undefined> {
     const name = this.#entry(parts);
+    const gens = this.#genNames(parts.account);
+    const lock = withLock ? this.#lock(parts) : undefined;
     const values = await this.#call('lookup', () =>
-      this.#redis.mget(name, this.#genAll, this.#genAccount(parts.account)),
+      lock === undefined ? this.#redis.mget(name, ...gens) : this.#redis.mget(name, ...gens, lock),
     );
     if (values === undefined) return undefined;
-    const [value, all, account] = values;
-    const gens: Generations = { all: String(all ?? 0), account: String(account ?? 0) };
-    if (typeof value !== 'string') return { token: undefined, gens };
-    // The value is `<gen all>.<gen account>.<sealed>`; the generations are also bound into the AAD.
-    const [vAll, vAccount, sealed] = value.split('.', 3);
-    if (vAll !== gens.all || vAccount !== gens.account || sealed === undefined)
-      return { token: undefined, gens };
-    const token = open(this.#keys, `${name}\n${gens.all}\n${gens.account}`, sealed);
-    return { token, gens };
+    const settled = await this.#settle('lookup', gens, values.slice(1, 3));
+    if (settled === null) return undefined; // nothing that was cached can be trusted: as if the cache failed
+    // The generations are bound into the sealing: an entry from before a purge does not open.
+    const value = values[0];
+    const token = typeof value === 'string' ? open(this.#keys, aad(name, settled), value) : undefined;
+    if (lock === undefined) return { token, gens: settled };
+    return { token, gens: settled, lockedUntil: this.#lockedUntil(lock, values[3]) };
   }
 
   /**
@@ -165,13 +279,16 @@ export class SharedTokenCache {
     await this.#call('generations', () => this.#redis.mget(this.#genAll));
   }
 
-  /** Reads only the generations in force for an account. */
-  async generations(account: string): Promise<Generations | undefined> {
-    const values = await this.#call('generations', () =>
-      this.#redis.mget(this.#genAll, this.#genAccount(account)),
-    );
+  /**
+   * Reads only the generations in force for an account. Undefined when the
+   * cache could not be read; `null` when it was read but its generations
+   * could not be settled (then treat what is cached as purged).
+   */
+  async generations(account: string): Promise<Generations | null | undefined> {
+    const names = this.#genNames(account);
+    const values = await this.#call('generations', () => this.#redis.mget(...names));
     if (values === undefined) return undefined;
-    return { all: String(values[0] ?? 0), account: String(values[1] ?? 0) };
+    return this.#settle('generations', names, values);
   }
 
   /** Stores a token under the generations it was looked up with, until it really expires. */
@@ -179,22 +296,32 @@ export class SharedTokenCache {
     const px = token.expiresAt - this.#now();
     if (px <= 0) return;
     const name = this.#entry(parts);
-    const value = `${gens.all}.${gens.account}.${seal(this.#keys, `${name}\n${gens.all}\n${gens.account}`, token)}`;
+    const value = seal(this.#keys, aad(name, gens), token);
     await this.#call('store', () => this.#redis.set(name, value, { px }));
   }
 
   /**
-   * Takes the mint lock for `parts` (`SET NX PX` with a random owner).
-   * Returns the owner when taken, `held` when another instance holds it, and
-   * undefined when the cache failed.
+   * Takes the mint lock for `parts` (`SET NX PX` with an authenticated
+   * value). Returns the owner's value when taken; `heldUntil` when another
+   * instance genuinely holds it; undefined when the cache failed. A lock
+   * value that is not genuine, or whose own expiry has passed (forged,
+   * moved, replayed), is taken over at once.
    */
-  async lock(parts: CacheKeyParts, ttlMs: number): Promise<{ owner: string } | 'held' | undefined> {
-    const owner = randomBytes(16).toString('base64url');
-    const result = await this.#call('lock', () =>
-      this.#redis.set(this.#lock(parts), owner, { px: ttlMs, nx: true }),
-    );
+  async lock(
+    parts: CacheKeyParts,
+    ttlMs: number,
+  ): Promise<{ owner: string } | { heldUntil: number } | undefined> {
+    const name = this.#lock(parts);
+    const owner = lockValue(this.#keys, name, randomBytes(16).toString('base64url'), this.#now() + ttlMs);
+    const result = await this.#call('lock', () => this.#redis.set(name, owner, { px: ttlMs, nx: true }));
     if (result === undefined) return undefined;
-    return result === 'OK' ? { owner } : 'held';
+    if (result === 'OK') return { owner };
+    const current = await this.#call('lock', () => this.#redis.mget(name));
+    if (current === undefined) return undefined;
+    const heldUntil = this.#lockedUntil(name, current[0]);
+    if (heldUntil !== undefined) return { heldUntil };
+    const taken = await this.#call('lock', () => this.#redis.set(name, owner, { px: ttlMs }));
+    return taken === undefined ? undefined : { owner };
   }
 
   /** Releases the lock if this owner still holds it (compare-and-delete). */
@@ -202,10 +329,29 @@ export class SharedTokenCache {
     await this.#call('unlock', () => this.#redis.eval(UNLOCK, [this.#lock(parts)], [owner]));
   }
 
-  /** Makes matching entries unreachable on every instance by bumping their generation. Returns false if the cache failed. */
+  /**
+   * Makes matching entries unreachable on every instance: each generation is
+   * replaced by a fresh one, above every counter seen. Returns false if the
+   * cache failed.
+   */
   async purge(selector: PurgeSelector): Promise<boolean> {
-    const keys = 'all' in selector ? [this.#genAll] : selector.accounts.map((a) => this.#genAccount(a));
-    const results = await Promise.all(keys.map((key) => this.#call('purge', () => this.#redis.incr(key))));
+    const names = 'all' in selector ? [this.#genAll] : selector.accounts.map((a) => this.#genAccount(a));
+    if (names.length === 0) return true;
+    const current = await this.#call('purge', () => this.#redis.mget(...names));
+    if (current === undefined) return false;
+    const results = await Promise.all(
+      names.map(async (name, i) => {
+        const value = this.#fresh(name, current[i]);
+        const ok = await this.#call('purge', () => this.#redis.set(name, value, { px: GENERATION_TTL_MS }));
+        if (ok !== undefined) this.#acceptable(name, value);
+        return ok;
+      }),
+    );
     return results.every((r) => r !== undefined);
   }
+}
+
+/** The associated data an entry is sealed under: its name and the generations in force. */
+function aad(name: string, gens: Generations): string {
+  return `${name}\n${gens.all}\n${gens.account}`;
 }

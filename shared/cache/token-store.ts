@@ -8,6 +8,7 @@ import {
   type CacheOutcome,
   cacheKeyString,
   type PurgeSelector,
+  type StorePurge,
   type TokenCache,
 } from './types.js';
 
@@ -23,7 +24,11 @@ export interface TokenStoreOptions {
   generationCheckMs?: number;
   /** TTL of the cross-instance mint lock. */
   lockTtlMs?: number;
-  /** How long an instance waits for another instance's mint before it mints itself. */
+  /**
+   * How long an instance waits for another instance's mint before it mints
+   * itself (never longer than that instance's lock lasts; forged or expired
+   * locks are not waited for at all).
+   */
   waitDeadlineMs?: number;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -38,7 +43,12 @@ export interface Stored {
 }
 
 interface L1Entry extends CachedToken {
-  /** Generations the token was seen under in L2, and when they were last checked. */
+  /**
+   * Generations the token was seen under in L2, and when they were last
+   * checked. With L2 configured, an entry without generations was minted
+   * while L2 was unreachable: it is dropped as soon as L2 answers, since
+   * nothing tells whether a purge happened after it was minted.
+   */
   readonly gens?: Generations;
   readonly checkedAt?: number;
 }
@@ -55,13 +65,15 @@ interface L1Entry extends CachedToken {
 export class TokenStore {
   readonly #o: Required<Omit<TokenStoreOptions, 'l2'>> & { l2: SharedTokenCache | undefined };
   readonly #flights = new SingleFlight<Stored>();
+  /** Bumped by every purge here: a mint or lookup that started before a purge does not fill L1 after it. */
+  #purges = 0;
 
   constructor(options: TokenStoreOptions) {
     this.#o = {
       refreshAheadSeconds: 300,
       generationCheckMs: 1000,
       lockTtlMs: 15_000,
-      waitDeadlineMs: 12_000,
+      waitDeadlineMs: 5000,
       now: Date.now,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
       onBackgroundError: () => {},
@@ -102,13 +114,15 @@ export class TokenStore {
       }
       return result;
     } catch (err) {
-      // Stale-if-error (docs/contract.md): Google is unreachable, and the token we hold still has real life left.
-      const held = seen ?? o.l1.get(parts);
+      // Stale-if-error (docs/contract.md): Google is unreachable, and the token we hold still has real life
+      // left, and no purge has made it unreachable since (checked against L2 now, whatever L1 last saw).
+      const held = (seen ?? o.l1.get(parts)) as L1Entry | undefined;
       if (
         held &&
         err instanceof BrokerError &&
         err.code === 'upstream_unavailable' &&
-        isServableStale(held.expiresAt, o.now(), minLifetimeSeconds)
+        isServableStale(held.expiresAt, o.now(), minLifetimeSeconds) &&
+        (await this.#notPurged(parts, held))
       ) {
         return { token: held, outcome: 'stale' };
       }
@@ -116,8 +130,42 @@ export class TokenStore {
     }
   }
 
-  /** Drops matching tokens here and makes them unreachable in L2 for every instance. Throws `upstream_unavailable` when L2 could not be purged. */
-  async purge(selector: PurgeSelector): Promise<number> {
+  /**
+   * Whether `entry` is still current: no purge since it was cached. Without
+   * L2 a purge deletes it from L1, so what L1 holds is current. With L2 the
+   * generations are read now; when L2 cannot answer, the entry is not
+   * trusted (a purge may have happened that this instance cannot see). A
+   * purged entry is deleted, so nothing serves it later.
+   */
+  async #notPurged(parts: CacheKeyParts, entry: L1Entry): Promise<boolean> {
+    const l2 = this.#o.l2;
+    if (l2 === undefined) return this.#o.l1.get(parts) === entry;
+    if (entry.gens === undefined) return false;
+    const gens = await l2.generations(parts.account);
+    if (gens === undefined) return false;
+    if (gens !== null && sameGenerations(gens, entry.gens)) return true;
+    this.#forget(parts, entry);
+    return false;
+  }
+
+  /** Deletes the L1 entry for `parts` if it is still `entry` (a newer one may have replaced it meanwhile). */
+  #forget(parts: CacheKeyParts, entry: CachedToken): void {
+    if (this.#o.l1.get(parts) === entry) this.#o.l1.delete(parts);
+  }
+
+  /** Fills L1, unless a purge happened here since `purges` was read (the token may predate it). */
+  #remember(parts: CacheKeyParts, entry: L1Entry, purges: number): void {
+    if (this.#purges === purges) this.#o.l1.set(parts, entry);
+  }
+
+  /**
+   * Drops matching tokens here and, with L2, makes them unreachable for every
+   * instance (`reach: 'all_instances'`); without L2 only this process's
+   * memory is purged (`reach: 'this_instance'`). Throws `upstream_unavailable`
+   * when L2 could not be purged.
+   */
+  async purge(selector: PurgeSelector): Promise<StorePurge> {
+    this.#purges++;
     const dropped = this.#o.l1.purge(selector);
     if (this.#o.l2 && !(await this.#o.l2.purge(selector))) {
       throw new BrokerError(
@@ -128,7 +176,12 @@ export class TokenStore {
         },
       );
     }
-    return dropped;
+    return { dropped, reach: this.reach };
+  }
+
+  /** How far a purge here reaches. */
+  get reach(): StorePurge['reach'] {
+    return this.#o.l2 ? 'all_instances' : 'this_instance';
   }
 
   /**
@@ -153,7 +206,7 @@ export class TokenStore {
 
   /** Whether an L1 entry must be re-checked against L2's generations before it is served. */
   #generationCheckDue(entry: L1Entry, now: number): boolean {
-    if (!this.#o.l2 || entry.gens === undefined) return false;
+    if (!this.#o.l2) return false;
     return entry.checkedAt === undefined || now - entry.checkedAt >= this.#o.generationCheckMs;
   }
 
@@ -163,11 +216,17 @@ export class TokenStore {
     const now = this.#o.now();
     const l2 = this.#o.l2;
     if (entry === undefined || l2 === undefined || !this.#generationCheckDue(entry, now)) return entry;
+    const purges = this.#purges;
     const gens = await l2.generations(parts.account);
     if (gens === undefined) return entry; // L2 down: L1 keeps serving
-    if (gens.all !== entry.gens?.all || gens.account !== entry.gens.account) return undefined;
+    if (gens === null || entry.gens === undefined || !sameGenerations(gens, entry.gens)) {
+      // Purged, or generations that would not settle, or minted while L2 was down (so maybe before a
+      // purge): gone from L1, stale-if-error included.
+      this.#forget(parts, entry);
+      return undefined;
+    }
     const checked: L1Entry = { ...entry, checkedAt: now };
-    this.#o.l1.set(parts, checked);
+    this.#remember(parts, checked, purges);
     return checked;
   }
 
@@ -179,11 +238,17 @@ export class TokenStore {
     mint: () => Promise<CachedToken>,
   ): Promise<Stored> {
     const o = this.#o;
+    const purges = this.#purges;
     let newest = seen;
     if (o.l2) {
       const found = await o.l2.lookup(parts);
+      if (found && seen && !sameGenerations(found.gens, (seen as L1Entry).gens)) {
+        // A purge since L1 last checked: what L1 holds must not be served, not even stale.
+        this.#forget(parts, seen);
+        newest = undefined;
+      }
       if (found?.token) {
-        o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+        this.#remember(parts, l1Entry(found.token, found.gens, o.now()), purges);
         if (isServable(found.token.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
           return { token: found.token, outcome: 'hit' };
         }
@@ -221,13 +286,15 @@ export class TokenStore {
   ): Promise<Stored> {
     const o = this.#o;
     const l2 = o.l2;
+    const purges = this.#purges;
     const mintAndStore = async (gens: Generations | undefined): Promise<Stored> => {
       const token = await mint();
       if (l2 && gens) {
         await l2.store(parts, gens, token);
-        o.l1.set(parts, l1Entry(token, gens, o.now()));
+        this.#remember(parts, l1Entry(token, gens, o.now()), purges);
       } else {
-        o.l1.set(parts, token);
+        // Without L2 generations: with L2 configured it is re-checked (and dropped) once L2 answers.
+        this.#remember(parts, l2 ? { ...token, checkedAt: o.now() } : token, purges);
       }
       return { token, outcome: 'miss' };
     };
@@ -235,12 +302,12 @@ export class TokenStore {
 
     const lock = await l2.lock(parts, o.lockTtlMs);
     if (lock === undefined) return mintAndStore((await l2.lookup(parts))?.gens);
-    if (lock !== 'held') {
+    if ('owner' in lock) {
       try {
         // Another instance may have finished its mint between our lookup and our lock.
         const found = await l2.lookup(parts);
         if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
-          o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+          this.#remember(parts, l1Entry(found.token, found.gens, o.now()), purges);
           return { token: found.token, outcome: 'hit' };
         }
         return await mintAndStore(found?.gens);
@@ -248,21 +315,29 @@ export class TokenStore {
         await l2.unlock(parts, lock.owner);
       }
     }
-    // Another instance is minting: wait for its result with backoff, up to a deadline; then mint ourselves.
-    const deadline = o.now() + o.waitDeadlineMs;
+    // Another instance genuinely holds the lock: wait for its result with backoff, until it lets go,
+    // its lock expires or our own deadline passes, whichever is first; then mint ourselves.
+    const deadline = Math.min(o.now() + o.waitDeadlineMs, lock.heldUntil);
+    let gens: Generations | undefined;
     for (let attempt = 0; o.now() < deadline; attempt++) {
       await o.sleep(Math.min(10 * 2 ** attempt, 200, Math.max(1, deadline - o.now())));
-      const found = await l2.lookup(parts);
+      const found = await l2.lookup(parts, true);
       if (found === undefined && l2.state === 'open') break; // L2 is down: stop waiting for it
+      gens = found?.gens;
       if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
-        o.l1.set(parts, l1Entry(found.token, found.gens, o.now()));
+        this.#remember(parts, l1Entry(found.token, found.gens, o.now()), purges);
         return { token: found.token, outcome: 'hit' };
       }
+      if (found && found.lockedUntil === undefined) break; // the holder let go without a token for us
     }
-    return mintAndStore((await l2.lookup(parts))?.gens);
+    return mintAndStore(gens ?? (await l2.lookup(parts))?.gens);
   }
 }
 
 function l1Entry(token: CachedToken, gens: Generations, checkedAt: number): L1Entry {
   return { ...token, gens, checkedAt };
+}
+
+function sameGenerations(a: Generations, b: Generations | undefined): boolean {
+  return b !== undefined && a.all === b.all && a.account === b.account;
 }

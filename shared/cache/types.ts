@@ -21,6 +21,18 @@ export interface CachedToken {
 /** Where a served token came from. */
 export type CacheOutcome = 'hit' | 'miss' | 'stale';
 
+/**
+ * How far a purge reached: every instance (through the shared cache's
+ * generations), or only the memory of the process that ran it (no shared cache).
+ */
+export type PurgeReach = 'all_instances' | 'this_instance';
+
+/** What a purge did: local entries dropped, and how far it reached. */
+export interface StorePurge {
+  readonly dropped: number;
+  readonly reach: PurgeReach;
+}
+
 /** Which cached tokens a purge drops. */
 export type PurgeSelector = { readonly all: true } | { readonly accounts: readonly string[] };
 
@@ -34,6 +46,8 @@ export interface TokenCache {
   get(key: CacheKeyParts): CachedToken | undefined;
   /** Stores a token until it really expires. */
   set(key: CacheKeyParts, value: CachedToken): void;
+  /** Forgets the entry for `key` (a purge seen from another instance). */
+  delete(key: CacheKeyParts): void;
   /** Makes every matching token unreachable; returns how many local entries were dropped. */
   purge(selector: PurgeSelector): number;
 }

@@ -30,7 +30,10 @@ describe.runIf(run)('shared Upstash cache across broker instances', () => {
   beforeAll(async () => {
     cache = await startLocalSharedCache();
     stack = await startStack();
-    brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', cache.env)));
+    // A cache budget above the default 250 ms: these tests are about coordination, and the test machine
+    // may be busy; a timed-out cache call would open the circuit and turn hits into mints.
+    const env = { ...cache.env, BROKER_CACHE_TIMEOUT_MS: '1000' };
+    brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', env)));
     billing = await stack.callerToken(BILLING);
   }, 60_000);
 

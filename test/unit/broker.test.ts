@@ -256,6 +256,7 @@ describe('broker', () => {
     expect(await broker.purge({ serviceAccount: SA })).toEqual({
       accounts: [SA],
       dropped: 1,
+      reach: 'this_instance',
     });
     expect((await mint(CALLER, tokenReq())).cache).toBe('miss');
     expect(calls).toHaveLength(2);

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { deriveCacheKeys, entryName, open, seal } from '../../../shared/cache/sealing.js';
+import {
+  deriveCacheKeys,
+  entryName,
+  lockExpiry,
+  lockName,
+  lockValue,
+  open,
+  seal,
+} from '../../../shared/cache/sealing.js';
 
 const keys = deriveCacheKeys(new Uint8Array(32).fill(1));
 const token = {
@@ -42,5 +50,25 @@ describe('sealing', () => {
       ),
     );
     expect(() => deriveCacheKeys(new Uint8Array(16))).toThrow(/32 bytes/);
+  });
+
+  it('names locks under their own key: a lock name is not the entry name with another prefix', () => {
+    const what = '["token","reporting@acme.iam.gserviceaccount.com"]';
+    const entry = entryName(keys, 'tb:v1:tok:', what).slice('tb:v1:tok:'.length);
+    const lock = lockName(keys, 'tb:v1:lock:', what).slice('tb:v1:lock:'.length);
+    expect(lock).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(lock).not.toBe(entry);
+  });
+
+  it('honours only genuine lock values, for the name they were made for', () => {
+    const value = lockValue(keys, 'lock-a', 'owner1', 1_800_000_000_000);
+    expect(lockExpiry(keys, 'lock-a', value)).toBe(1_800_000_000_000);
+    expect(lockExpiry(keys, 'lock-b', value)).toBeUndefined(); // moved under another lock
+    expect(lockExpiry(deriveCacheKeys(new Uint8Array(32).fill(2)), 'lock-a', value)).toBeUndefined();
+    // Another expiry with the same MAC, a forged MAC, garbage, a non-string.
+    expect(lockExpiry(keys, 'lock-a', value.replace('1800000000000', '1900000000000'))).toBeUndefined();
+    expect(lockExpiry(keys, 'lock-a', `owner1.1800000000000.${'A'.repeat(43)}`)).toBeUndefined();
+    expect(lockExpiry(keys, 'lock-a', 'planted')).toBeUndefined();
+    expect(lockExpiry(keys, 'lock-a', 42)).toBeUndefined();
   });
 });

@@ -152,4 +152,171 @@ describe('TokenStore over a shared cache', () => {
     expect((await a.store.serve(parts, 0, down)).outcome).toBe('stale');
     await expect(a.store.serve(parts, 120, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
   });
+
+  it('never serves a purged token stale, on the purging instance or another one', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const b = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    await b.store.serve(parts, 0, m.mint); // tok-1 in L2 and in b's L1
+    await a.store.serve(parts, 0, m.mint); // and in a's L1
+    await a.store.purge({ accounts: [parts.account] });
+    t += (3600 - 100) * 1000; // 100 s left: stale-servable, and b's generation check is due
+    const down = async (): Promise<CachedToken> => {
+      throw new BrokerError('upstream_unavailable', 'down');
+    };
+    await expect(b.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    await expect(b.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    await expect(a.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+  });
+
+  it('serves nothing stale when neither Google nor the shared cache answers (a purge may be unseen)', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    await a.store.serve(parts, 0, minter(now, 3600, 0).mint);
+    t += (3600 - 100) * 1000;
+    redis.down = true;
+    const down = async (): Promise<CachedToken> => {
+      throw new BrokerError('upstream_unavailable', 'down');
+    };
+    await expect(a.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    redis.down = false;
+    t += 6000; // past the circuit breaker's open interval: L2 confirms the generations again
+    expect(await a.store.serve(parts, 0, down)).toMatchObject({
+      outcome: 'stale',
+      token: { token: 'tok-1' },
+    });
+  });
+
+  it('drops a token minted while the shared cache was down once it answers again', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    redis.down = true;
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-1' },
+    });
+    t += 1001;
+    // Still down: L1 keeps serving what it minted.
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'hit',
+      token: { token: 'tok-1' },
+    });
+    redis.down = false;
+    t += 6000; // past the circuit breaker's open interval
+    // Nothing tells whether another instance purged it meanwhile: it is re-minted.
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-2' },
+    });
+  });
+
+  it('does not cache a token whose mint started before a purge on the same instance', async () => {
+    const a = instance(new MemoryRedis(), Date.now);
+    const m = minter(Date.now, 3600, 50);
+    const inFlight = a.store.serve(parts, 0, m.mint);
+    await new Promise((r) => setTimeout(r, 10));
+    await a.store.purge({ accounts: [parts.account] });
+    expect((await inFlight).token.token).toBe('tok-1');
+    expect(a.store.peek(parts, 0, m.mint)).toBeUndefined();
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-2' },
+    });
+  });
+
+  it('treats a deleted, malformed or lowered generation as a purge, never as the old one', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    const genKeys = () => [...redis.data.keys()].filter((k) => k.startsWith('tb:v1:gen:'));
+    await a.store.serve(parts, 0, m.mint); // tok-1
+    expect(genKeys()).toHaveLength(2); // created fresh on first use: `all` and the account's
+    for (const v of genKeys().map((k) => redis.data.get(k)!.value))
+      expect(v).toMatch(/^1\.[A-Za-z0-9_-]{22}$/);
+    // Nothing in the entry shows the generations it was sealed under.
+    const entry = [...redis.data].find(([k]) => k.startsWith('tb:v1:tok:'))![1].value;
+    for (const k of genKeys()) expect(entry).not.toContain(redis.data.get(k)!.value.split('.')[1]);
+
+    for (const tamper of [
+      (k: string) => redis.data.delete(k),
+      (k: string) => redis.data.set(k, { value: 'garbage', expiresAt: undefined }),
+      (k: string) => {
+        const v = redis.data.get(k)!.value;
+        redis.data.set(k, { value: v.replace(/^\d+/, (n) => String(Number(n) - 1)), expiresAt: undefined });
+      },
+    ]) {
+      const before = m.count;
+      for (const k of genKeys()) tamper(k);
+      t += 1001;
+      const served = await a.store.serve(parts, 0, m.mint);
+      expect(served.outcome).toBe('miss');
+      expect(m.count).toBe(before + 1);
+      // A fresh instance (no memory of higher generations) does not get an older token either.
+      const b = instance(redis, now);
+      expect((await b.store.serve(parts, 0, m.mint)).token.token).toBe(served.token.token);
+    }
+  });
+
+  it('takes over a planted lock at once, and a genuine one replayed after its own expiry', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now, { waitDeadlineMs: 60_000 });
+    const m = minter(now, 3600, 0);
+    // Planted under every name Redis shows, with garbage values.
+    await a.store.serve(parts, 0, m.mint);
+    await a.store.purge({ accounts: [parts.account] });
+    const lockOf = async () => {
+      const l = await a.l2.lock(parts, 500);
+      if (l === undefined || !('owner' in l)) throw new Error('no lock');
+      return l.owner;
+    };
+    const genuine = await lockOf();
+    const lockKey = [...redis.data].find(([, e]) => e.value === genuine)![0];
+    redis.data.set(lockKey, { value: 'planted', expiresAt: undefined });
+    const started = Date.now();
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-2' },
+    });
+    expect(Date.now() - started).toBeLessThan(100);
+    // A genuine value replayed after its own expiry: no wait either.
+    await a.store.purge({ accounts: [parts.account] });
+    t += 600;
+    redis.data.set(lockKey, { value: genuine, expiresAt: undefined });
+    expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
+      outcome: 'miss',
+      token: { token: 'tok-3' },
+    });
+    expect(Date.now() - started).toBeLessThan(200);
+  });
+
+  it('drops what L1 holds when the generations keep changing under it (a writer racing the repair)', async () => {
+    let t = 1_000_000;
+    const now = () => t;
+    const redis = new MemoryRedis(now);
+    const a = instance(redis, now);
+    const b = instance(redis, now);
+    const m = minter(now, 3600, 0);
+    await a.store.serve(parts, 0, m.mint);
+    expect((await b.store.serve(parts, 0, m.mint)).token.token).toBe('tok-1');
+    await a.store.purge({ accounts: [parts.account] });
+    // From now on every read of a generation shows garbage, whatever the broker writes.
+    const mget = redis.mget.bind(redis);
+    redis.mget = async (...keys: string[]) =>
+      (await mget(...keys)).map((v, i) => (keys[i]!.startsWith('tb:v1:gen:') ? 'garbage' : v));
+    t += 1001;
+    const served = await b.store.serve(parts, 0, m.mint);
+    expect(served).toMatchObject({ outcome: 'miss', token: { token: 'tok-2' } });
+  });
 });
