@@ -3,6 +3,7 @@ import { BrokerError } from './errors.js';
 import { importSigningKey, type SigningKey } from './jwt/sign.js';
 import { Lru } from './lru.js';
 import { parseServiceAccountKey, type ServiceAccountKey } from './service-account-key.js';
+import { SETTINGS } from './settings.js';
 import { SingleFlight } from './single-flight.js';
 
 /** A service-account key read from its secret, parsed and imported once. */
@@ -40,7 +41,7 @@ export interface KeyStore {
 
 /** Creates the in-memory key store in front of a secret source. */
 export function createKeyStore(options: KeyStoreOptions): KeyStore {
-  const ttlMs = options.ttlMs ?? 10 * 60_000;
+  const ttlMs = options.ttlMs ?? SETTINGS.BROKER_KEY_TTL_SECONDS.default * 1000;
   const now = options.now ?? Date.now;
   const entries = new Lru<string, Entry>(options.maxEntries ?? 256);
   const loads = new SingleFlight<LoadedKey>();

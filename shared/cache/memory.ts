@@ -1,4 +1,5 @@
 import { Lru } from '../lru.js';
+import { SETTINGS } from '../settings.js';
 import { type CachedToken, cacheKeyString, type PurgeSelector, type TokenCache } from './types.js';
 
 interface Entry {
@@ -17,7 +18,7 @@ export interface MemoryCacheOptions {
  * expire, or when evicted. Synchronous: a hit costs no promise.
  */
 export function createMemoryCache(options: MemoryCacheOptions = {}): TokenCache {
-  const lru = new Lru<string, Entry>(options.maxEntries ?? 10_000);
+  const lru = new Lru<string, Entry>(options.maxEntries ?? SETTINGS.BROKER_L1_MAX_ENTRIES.default);
   const now = options.now ?? Date.now;
   return {
     get(key) {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CircuitBreaker } from '../circuit-breaker.js';
 import { Lru } from '../lru.js';
+import { SETTINGS } from '../settings.js';
 import {
   type CacheKeys,
   deriveCacheKeys,
@@ -105,7 +106,7 @@ export class SharedTokenCache {
   constructor(options: SharedCacheOptions) {
     this.#redis = options.redis;
     this.#keys = deriveCacheKeys(options.cacheKey);
-    this.#timeoutMs = options.timeoutMs ?? 250;
+    this.#timeoutMs = options.timeoutMs ?? SETTINGS.BROKER_CACHE_TIMEOUT_MS.default;
     this.#breaker = options.breaker ?? new CircuitBreaker();
     this.#now = options.now ?? Date.now;
     this.#onFailure = options.onFailure ?? (() => {});

@@ -1,5 +1,6 @@
 import { BrokerError } from '../errors.js';
 import { isServable, isServableStale } from '../lifetime.js';
+import { SETTINGS } from '../settings.js';
 import { SingleFlight } from '../single-flight.js';
 import type { Generations, SharedTokenCache } from './shared-cache.js';
 import {
@@ -70,7 +71,7 @@ export class TokenStore {
 
   constructor(options: TokenStoreOptions) {
     this.#o = {
-      refreshAheadSeconds: 300,
+      refreshAheadSeconds: SETTINGS.BROKER_REFRESH_AHEAD_SECONDS.default,
       generationCheckMs: 1000,
       lockTtlMs: 15_000,
       waitDeadlineMs: 5000,

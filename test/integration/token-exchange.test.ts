@@ -15,6 +15,7 @@ import {
   BILLING,
   BLUE,
   CALENDAR,
+  CHAINED,
   examplePolicy,
   KEYLESS,
   OPS,
@@ -401,19 +402,37 @@ describe('token exchange answers and errors (RFC 8693, RFC 6749 §5.2)', () => {
       'upstream_rejected',
       'PERMISSION_DENIED',
     ]);
+    // A keyless account nothing has cached yet, with IAM failing: retried, then 503 with Retry-After.
     stack.google.injectIamFault({ kind: 'status', status: 503 }, Number.POSITIVE_INFINITY);
     try {
-      const down = await sts(
-        form({
-          ...ok(),
-          audience: `//token-broker/serviceAccounts/${KEYLESS}`,
-          scope: CALENDAR,
-          subject_token: await stack.callerToken(SYNC_JOB),
-        }),
-      );
-      expect(down.status === 503 || down.status === 400).toBe(true);
+      const down = await sts(form({ ...ok(), audience: `//token-broker/serviceAccounts/${CHAINED}` }));
+      expect([down.status, down.json['error']]).toEqual([503, 'upstream_unavailable']);
+      expect(Number(down.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(down.json['access_token']).toBeUndefined();
     } finally {
       stack.google.reset();
     }
+  });
+
+  it("answers 429 with Retry-After past the caller's rate limit, as the JSON endpoints do", async () => {
+    const policy = { ...examplePolicy(), rateLimit: { requests: 2, windowSeconds: 60 } };
+    const limited = await stack.startBroker('sts', {
+      BROKER_POLICY: JSON.stringify(policy),
+      BROKER_POLICY_FILE: undefined,
+    });
+    const statuses: number[] = [];
+    let last: Response | undefined;
+    for (let i = 0; i < 4; i++) {
+      last = await fetch(limited.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form(ok()),
+      });
+      statuses.push(last.status);
+      if (i < 3) await last.arrayBuffer();
+    }
+    expect(statuses).toEqual([200, 200, 429, 429]);
+    expect(Number(last?.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await last?.json()).toMatchObject({ error: 'rate_limited' });
   });
 });
