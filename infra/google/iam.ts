@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import type { RsaKeyPool } from './rsa-pool.js';
-import { type Account, readBody, type StandInContext, sendJson } from './state.js';
+import { type Account, playTransportFault, readBody, type StandInContext, sendJson } from './state.js';
 
 /** The IAM Service Account Credentials API methods the stand-in serves. */
 export type IamMethod = 'generateAccessToken' | 'generateIdToken' | 'signJwt' | 'signBlob';
@@ -363,15 +363,10 @@ export async function startIamServer(
           return;
         }
         case 'delay':
-          await new Promise((r) => setTimeout(r, fault.ms));
-          break;
         case 'hang':
-          hanging.add(res);
-          res.on('close', () => hanging.delete(res));
-          return;
         case 'reset':
-          req.socket.destroy();
-          return;
+          if (await playTransportFault(fault, req, res, hanging)) return;
+          break;
       }
     }
     try {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { numericIdFor, type StandInContext } from './state.js';
+import { numericIdFor, playTransportFault, type StandInContext } from './state.js';
 
 /**
  * A fault a metadata server plays, for reliability tests. `only` limits it
@@ -281,15 +281,10 @@ export async function startMetadataServer(
           res.end(fault.body ?? `<!DOCTYPE html><title>Error ${fault.status}</title>`);
           return;
         case 'delay':
-          await new Promise((r) => setTimeout(r, fault.ms));
-          break;
         case 'hang':
-          hanging.add(res);
-          res.on('close', () => hanging.delete(res));
-          return;
         case 'reset':
-          req.socket.destroy();
-          return;
+          if (await playTransportFault(fault, req, res, hanging)) return;
+          break;
       }
     }
     if (req.method !== 'GET') {

@@ -25,6 +25,7 @@ import {
   type AccessTokenInfo,
   type Account,
   numericIdFor,
+  playTransportFault,
   readBody,
   type StandInContext,
   sendJson as send,
@@ -431,15 +432,10 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
             res.end(fault.body ?? JSON.stringify({ error: 'internal_failure' }));
             return;
           case 'delay':
-            await new Promise((r) => setTimeout(r, fault.ms));
-            break;
           case 'hang':
-            hanging.add(res);
-            res.on('close', () => hanging.delete(res));
-            return;
           case 'reset':
-            req.socket.destroy();
-            return;
+            if (await playTransportFault(fault, req, res, hanging)) return;
+            break;
           case 'error':
             send(res, 400, { error: fault.error, error_description: fault.description });
             return;

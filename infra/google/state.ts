@@ -79,3 +79,28 @@ export function readBody(req: IncomingMessage): Promise<string> {
     req.on('error', reject);
   });
 }
+
+/**
+ * Plays the transport faults every stand-in plays the same way: a delay
+ * (then the request goes on), a hang (kept open until it closes or the
+ * stand-in stops) or a reset. Returns true when the request is finished with.
+ */
+export async function playTransportFault(
+  fault: { kind: 'delay'; ms: number } | { kind: 'hang' } | { kind: 'reset' },
+  req: IncomingMessage,
+  res: ServerResponse,
+  hanging: Set<ServerResponse>,
+): Promise<boolean> {
+  switch (fault.kind) {
+    case 'delay':
+      await new Promise((r) => setTimeout(r, fault.ms));
+      return false;
+    case 'hang':
+      hanging.add(res);
+      res.on('close', () => hanging.delete(res));
+      return true;
+    case 'reset':
+      req.socket.destroy();
+      return true;
+  }
+}

@@ -2,7 +2,6 @@ import type { TokenEndpoint } from '../adapters/token-endpoint.js';
 import type { CachedToken } from '../cache/types.js';
 import {
   ASSERTION_HEADER,
-  accessTokenAssertionClaims,
   epochSeconds,
   idTokenAssertionClaims,
   MAX_ASSERTION_LIFETIME_SECONDS,
@@ -14,6 +13,7 @@ import type { KeyStore, LoadedKey } from '../key-store.js';
 import type { KeyedAccount } from '../policy/types.js';
 import type { MintRequest } from '../request.js';
 import { isKeyRejected } from '../upstream-errors.js';
+import { mintByJwtBearer } from './jwt-bearer.js';
 import type { Minter } from './minter.js';
 
 export interface KeyedMinterDeps {
@@ -36,22 +36,15 @@ export function createKeyedMinter(deps: KeyedMinterDeps): Minter<KeyedAccount> {
     const { key, signingKey } = loaded;
     const issuer = key.clientEmail;
     switch (req.kind) {
-      case 'token': {
-        const claims = accessTokenAssertionClaims({
+      case 'token':
+        return mintByJwtBearer({
           issuer,
-          scopes: req.scopes,
-          subject: req.subject,
+          req,
           tokenUrl: deps.tokenUrl,
+          tokenEndpoint: deps.tokenEndpoint,
           nowMs,
+          sign: (claims) => signJwt(ASSERTION_HEADER, claims, signingKey),
         });
-        const assertion = await signJwt(ASSERTION_HEADER, claims, signingKey);
-        const result = await deps.tokenEndpoint.exchange(assertion, 'access_token');
-        return {
-          token: result.token,
-          expiresAt: nowMs + result.expiresIn * 1000,
-          scope: result.scope ?? req.scopes.join(' '),
-        };
-      }
       case 'idtoken': {
         const claims = idTokenAssertionClaims({
           issuer,

@@ -1,12 +1,8 @@
 import type { IamCredentials } from '../adapters/iam-credentials.js';
 import type { TokenEndpoint } from '../adapters/token-endpoint.js';
-import {
-  accessTokenAssertionClaims,
-  epochSeconds,
-  MAX_ASSERTION_LIFETIME_SECONDS,
-  selfSignedClaims,
-} from '../jwt/claims.js';
+import { epochSeconds, MAX_ASSERTION_LIFETIME_SECONDS, selfSignedClaims } from '../jwt/claims.js';
 import type { KeylessAccount } from '../policy/types.js';
+import { mintByJwtBearer } from './jwt-bearer.js';
 import type { Minter } from './minter.js';
 
 export interface KeylessMinterDeps {
@@ -37,20 +33,14 @@ export function createKeylessMinter(deps: KeylessMinterDeps): Minter<KeylessAcco
             const minted = await deps.iam.generateAccessToken(email, req.scopes, delegates);
             return { ...minted, scope: req.scopes.join(' ') };
           }
-          const claims = accessTokenAssertionClaims({
+          return mintByJwtBearer({
             issuer: email,
-            scopes: req.scopes,
-            subject: req.subject,
+            req,
             tokenUrl: deps.tokenUrl,
+            tokenEndpoint: deps.tokenEndpoint,
             nowMs,
+            sign: (claims) => deps.iam.signJwt(email, claims, delegates),
           });
-          const assertion = await deps.iam.signJwt(email, claims, delegates);
-          const result = await deps.tokenEndpoint.exchange(assertion, 'access_token');
-          return {
-            token: result.token,
-            expiresAt: nowMs + result.expiresIn * 1000,
-            scope: result.scope ?? req.scopes.join(' '),
-          };
         }
         case 'jwt': {
           const target = req.audience !== undefined ? { audience: req.audience } : { scopes: req.scopes };
