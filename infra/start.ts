@@ -183,6 +183,7 @@ async function main(): Promise<void> {
   step(
     `A scheduled job (${SYNC_JOB}) asks for a delegated token as ${ALICE}, through the keyless ${CALENDAR_SYNC}`,
   );
+  const secretReads = secretManager.stats.accessCalls;
   const delegated = await call(SYNC_JOB, '/token', {
     serviceAccount: CALENDAR_SYNC,
     scopes: [CALENDAR],
@@ -196,7 +197,7 @@ async function main(): Promise<void> {
     if (keylessLine === undefined) await new Promise((r) => setTimeout(r, 20));
   }
   console.log(
-    `  minted keyless: IAM signJwt calls ${google.stats.iamRequests.signJwt}, Secret Manager reads for it 0 (audit: accountMode ${keylessLine ? '"keyless"' : 'missing'})`,
+    `  minted keyless: IAM signJwt calls ${google.stats.iamRequests.signJwt}, Secret Manager reads for it ${secretManager.stats.accessCalls - secretReads} (audit: accountMode ${keylessLine ? '"keyless"' : 'missing'})`,
   );
 
   step("Google's own auth library (google-auth-library) through token exchange, with no broker code");
@@ -239,6 +240,7 @@ async function main(): Promise<void> {
     again.res.headers.get('cache-status') === 'broker; hit' &&
     delegated.res.status === 200 &&
     keylessLine !== undefined &&
+    secretManager.stats.accessCalls === secretReads &&
     exchanged === first.json['access_token'];
   step(ok ? 'End to end: OK' : 'End to end: FAILED');
   console.log(
