@@ -18,7 +18,6 @@ import {
  * a service call out; a served token or an error in, RFC 6749 JSON out.
  */
 
-const GRANT_TYPE = TOKEN_EXCHANGE_GRANT_TYPE;
 const REQUIRED = [
   'grant_type',
   'subject_token',
@@ -61,14 +60,15 @@ export function parseTokenExchange(contentType: string | undefined, rawBody: Buf
     if (values.length > 1) throw invalid(`the parameter "${name}" is repeated`);
     return values[0];
   };
-  const grantType = one('grant_type');
-  if (grantType !== undefined && grantType.trim() !== '' && grantType !== GRANT_TYPE) {
-    throw new BrokerError('unsupported_grant_type', `grant_type must be ${GRANT_TYPE}.`);
-  }
   const values = Object.fromEntries(REQUIRED.map((name) => [name, one(name)])) as Record<
     (typeof REQUIRED)[number],
     string | undefined
   >;
+  // RFC 6749 §5.2: a grant type given but not supported is its own error, before any other problem.
+  const grantType = values.grant_type;
+  if (grantType !== undefined && grantType.trim() !== '' && grantType !== TOKEN_EXCHANGE_GRANT_TYPE) {
+    throw new BrokerError('unsupported_grant_type', `grant_type must be ${TOKEN_EXCHANGE_GRANT_TYPE}.`);
+  }
   const missing = REQUIRED.filter((name) => values[name] === undefined || values[name].trim() === '');
   if (missing.length > 0) throw invalid(`missing required parameter(s): ${missing.join(', ')}`);
   if (!(SUBJECT_TOKEN_TYPES as readonly string[]).includes(values.subject_token_type as string)) {
