@@ -3,8 +3,9 @@ import type { Request, Response } from '@google-cloud/functions-framework';
 import type { Served } from '../shared/broker.js';
 import { BrokerError } from '../shared/errors.js';
 import { remainingSeconds } from '../shared/lifetime.js';
-import { fingerprint, LABELS, type LogFields, type Severity, traceFields } from '../shared/log.js';
+import { fingerprint, LABELS, type LogFields, type Severity } from '../shared/log.js';
 import { Lru } from '../shared/lru.js';
+import { isMediaType } from '../shared/media-type.js';
 import type { MintRequest } from '../shared/request.js';
 import type { Action, Call, Result } from '../shared/service.js';
 import { parseTokenExchange, tokenExchangeError, tokenExchangeResponse } from '../shared/token-exchange.js';
@@ -15,6 +16,7 @@ import type {
   TokenResponseBody,
 } from '../shared/wire.js';
 import { MAX_BODY_BYTES } from './json-final-handler.js';
+import { header, requestLogFields } from './request-log.js';
 import { sendError, sendJson } from './respond.js';
 import type { Runtime } from './runtime.js';
 
@@ -87,7 +89,7 @@ function toCall(route: Route | undefined, routes: Readonly<Record<string, Route>
     throw new BrokerError('request_too_large', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
   }
   if (route === 'sts') return parseTokenExchange(req.headers['content-type'], req.rawBody);
-  if (!isJson(req.headers['content-type'])) {
+  if (!isMediaType(req.headers['content-type'], 'application/json')) {
     throw new BrokerError(
       'unsupported_media_type',
       'Send the body as JSON, with Content-Type: application/json.',
@@ -186,29 +188,15 @@ function finish(
   rt.log.log(severityOf(answer.status), answer.message, {
     [LABELS]: { operation: audit.operation ?? 'none' },
     requestId,
-    ...traceFields(header(req, 'x-cloud-trace-context'), rt.config.projectId, header(req, 'traceparent')),
-    httpRequest: {
-      requestMethod: req.method,
+    ...requestLogFields(req, rt.config.projectId, {
       requestUrl: req.originalUrl ?? req.url,
       status: answer.status,
-      requestSize: String(req.rawBody?.length ?? 0),
-      responseSize: String(answer.size),
-      userAgent: header(req, 'user-agent'),
-      // The socket's peer, which is what express's req.ip is without `trust proxy`, minus its cost.
-      remoteIp: req.socket.remoteAddress,
-      latency: `${(latencyMs / 1000).toFixed(4)}s`,
-      protocol: `HTTP/${req.httpVersion}`,
-    },
+      requestSize: req.rawBody?.length ?? 0,
+      responseSize: answer.size,
+      latencyMs,
+    }),
     audit: { ...audit, ...answer.fields, latencyMs },
   });
-}
-
-function isJson(contentType: string | undefined): boolean {
-  if (contentType === 'application/json') return true; // what nearly every caller sends
-  if (contentType === undefined) return false;
-  const [type, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
-  if (type !== 'application/json') return false;
-  return params.every((p) => !p.startsWith('charset=') || p === 'charset=utf-8');
 }
 
 function responseBody(
@@ -238,11 +226,6 @@ function severityOf(status: number): Severity {
   if (status >= 500) return 'ERROR';
   if (status === 401 || status === 403 || status === 429) return 'WARNING';
   return status >= 400 ? 'NOTICE' : 'INFO';
-}
-
-function header(req: Request, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value[0] : value;
 }
 
 /** Name, code and message of an unexpected error, for operators; the logger redacts anything secret-shaped. */

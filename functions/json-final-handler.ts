@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { BrokerError } from '../shared/errors.js';
-import { type Logger, traceFields } from '../shared/log.js';
+import type { Logger } from '../shared/log.js';
 import { type BodyRequest, MAX_BODY_BYTES, readBody, tooLarge } from './body.js';
+import { requestLogFields } from './request-log.js';
 import { sendError } from './respond.js';
 
 export { MAX_BODY_BYTES } from './body.js';
@@ -99,18 +100,13 @@ function answer(
   const sent = sendError(res, err, requestId, unread ? ['Connection', 'close'] : []);
   options.log?.log(sent.status >= 500 ? 'ERROR' : 'NOTICE', 'request failed', {
     requestId,
-    ...traceFields(header(req, 'x-cloud-trace-context'), options.projectId, header(req, 'traceparent')),
-    httpRequest: {
-      requestMethod: req.method,
+    ...requestLogFields(req, options.projectId, {
       requestUrl: req.url,
       status: sent.status,
-      requestSize: String(wireBytes),
-      responseSize: String(sent.size),
-      userAgent: header(req, 'user-agent'),
-      remoteIp: req.socket.remoteAddress,
-      latency: `${((performance.now() - started) / 1000).toFixed(4)}s`,
-      protocol: `HTTP/${req.httpVersion}`,
-    },
+      requestSize: wireBytes,
+      responseSize: sent.size,
+      latencyMs: performance.now() - started,
+    }),
     audit: { error: sent.body.error },
   });
 }
@@ -171,9 +167,4 @@ function toBrokerError(err: unknown): BrokerError {
         ? new BrokerError('invalid_request', 'The request could not be read.')
         : new BrokerError('internal_error', 'The broker failed unexpectedly; see its logs.');
   }
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value[0] : value;
 }

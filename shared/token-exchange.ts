@@ -1,6 +1,7 @@
 import { ACCESS_DENIED, type Served } from './broker.js';
 import { BrokerError } from './errors.js';
 import { remainingSeconds } from './lifetime.js';
+import { isMediaType } from './media-type.js';
 import type { Call } from './service.js';
 import {
   ACCESS_TOKEN_TYPE,
@@ -48,7 +49,7 @@ export function tokenExchangeAudience(
  * checked by the `token` operation's own parser.
  */
 export function parseTokenExchange(contentType: string | undefined, rawBody: Buffer | undefined): Call {
-  if (!isForm(contentType)) {
+  if (!isMediaType(contentType, 'application/x-www-form-urlencoded')) {
     throw new BrokerError(
       'unsupported_media_type',
       'Send the token exchange as a form, with Content-Type: application/x-www-form-urlencoded.',
@@ -122,13 +123,6 @@ export function tokenExchangeError(err: unknown): unknown {
   }
   if (err.code === 'access_denied') return new BrokerError('invalid_target', ACCESS_DENIED, { cause: err });
   return err;
-}
-
-function isForm(contentType: string | undefined): boolean {
-  if (contentType === undefined) return false;
-  const [type, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
-  if (type !== 'application/x-www-form-urlencoded') return false;
-  return params.every((p) => !p.startsWith('charset=') || p === 'charset=utf-8');
 }
 
 function invalid(description: string): BrokerError {
