@@ -20,7 +20,7 @@
  *                IAM round trip (the IAM stand-in answers after a fixed delay), beside that round trip made bare
  *
  * Writes .tmp/bench/bench.json and .tmp/bench/bench.md. BENCH_SECONDS,
- * BENCH_SIGN_MS, BENCH_COLD_RUNS, BENCH_IMPORT_RUNS and BENCH_SEQUENTIAL
+ * BENCH_SIGN_MS, BENCH_COLD_RUNS, BENCH_IMPORT_RUNS and BENCH_SEQUENTIAL (and BENCH_CACHE_TIMEOUT_MS, for a loaded machine)
  * shorten it (the test suite runs a short version as a smoke test).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -53,6 +53,13 @@ const SIGN_MS = env('BENCH_SIGN_MS', 3000);
 const COLD_RUNS = env('BENCH_COLD_RUNS', 7);
 const IMPORT_RUNS = env('BENCH_IMPORT_RUNS', 3);
 const SEQUENTIAL = env('BENCH_SEQUENTIAL', 1000);
+// The shared-cache budget of the brokers whose mints are counted; unset, the broker's default. The test suite's
+// smoke run raises it: there other tests load the same 2 cores, and a lock call past 250 ms counts as the cache
+// being down (the instance then mints itself), which is a figure about speed, not about single-flight.
+const MINT_CACHE_ENV: Record<string, string> =
+  process.env['BENCH_CACHE_TIMEOUT_MS'] === undefined
+    ? {}
+    : { BROKER_CACHE_TIMEOUT_MS: process.env['BENCH_CACHE_TIMEOUT_MS'] };
 const MINT_REQUESTS = 500;
 const CONNECTIONS = 10;
 const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
@@ -228,7 +235,9 @@ async function mints(stack: Stack, shared: Record<string, string>, billing: stri
   };
 
   // The broker: three instances sharing the cache.
-  const brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', shared)));
+  const brokers = await Promise.all(
+    [0, 1, 2].map(() => stack.startBroker('broker', { ...shared, ...MINT_CACHE_ENV })),
+  );
   let before = issued();
   const oursOk = await spread(
     brokers.map((b) => `${b.url}/token`),
@@ -289,7 +298,9 @@ const IAM_DELAY_MS = 20;
 async function keyless(stack: Stack, shared: Record<string, string>, billing: string): Promise<Row[]> {
   const iamCalls = () => stack.google.stats.iamRequests.generateAccessToken;
   // One cold keyless token, 500 concurrent requests across three instances sharing the cache.
-  const brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', shared)));
+  const brokers = await Promise.all(
+    [0, 1, 2].map(() => stack.startBroker('broker', { ...shared, ...MINT_CACHE_ENV })),
+  );
   let before = iamCalls();
   const statuses = await Promise.all(
     Array.from({ length: MINT_REQUESTS }, (_, i) =>

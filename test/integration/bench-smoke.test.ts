@@ -19,6 +19,7 @@ describe.runIf(redisAvailable || process.env['CI'] === 'true')('npm run bench, a
         BENCH_IMPORT_RUNS: '1',
         BENCH_COLD_RUNS: '1',
         BENCH_SEQUENTIAL: '50',
+        BENCH_CACHE_TIMEOUT_MS: '2000',
       },
     });
     const json = JSON.parse(readFileSync(`${ROOT}.tmp/bench/bench.json`, 'utf8')) as {
