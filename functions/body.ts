@@ -4,7 +4,7 @@ import { BrokerError } from '../shared/errors.js';
 /** Largest request body the broker reads, on the wire and after decompression (docs/contract.md: 413 over 64 KiB). */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** A request as the functions framework hands it on: the body parsed, the bytes it came from kept. */
+/** A request as the functions framework hands it on, with the decoded bytes of its body. */
 export type BodyRequest = IncomingMessage & { body?: unknown; rawBody?: Buffer };
 
 /**
@@ -38,14 +38,14 @@ const DECODERS: Readonly<Record<string, Decoder>> = {
  * check). Stops reading as soon as more than MAX_BODY_BYTES arrived, whatever
  * the headers say (chunked or not); inflates gzip, deflate and br
  * bodies to at most MAX_BODY_BYTES. Then sets `req.rawBody` (the decoded
- * bytes) and `req.body`: parsed JSON for `application/json`, an object of
- * strings (arrays for repeated names) for `application/x-www-form-urlencoded`,
- * a string for `text/plain`, else the bytes. A fully read request is what
- * the framework's parsers skip, so nothing reads it twice.
+ * bytes) and parses nothing: each door parses its own media type, after its
+ * route and method are known, so no work is spent on a body nothing reads.
+ * A fully read request is what the framework's parsers skip, so nothing
+ * reads it twice.
  *
  * Calls `done` with `request_too_large` (413), `unsupported_media_type` (415:
- * an unknown Content-Encoding) or `invalid_request` (400: undecodable bytes,
- * malformed JSON); or not at all when the client goes away first.
+ * an unknown Content-Encoding) or `invalid_request` (400: undecodable bytes);
+ * or not at all when the client goes away first.
  */
 export function readBody(req: BodyRequest, done: BodyDone): void {
   const encoding = req.headers['content-encoding'];
@@ -84,8 +84,7 @@ export function readBody(req: BodyRequest, done: BodyDone): void {
       return;
     }
     req.rawBody = raw;
-    const error = parse(req, raw);
-    done(error, size);
+    done(undefined, size);
   };
   const onGone = () => stop();
   function stop(): void {
@@ -106,61 +105,6 @@ function decoderFor(header: string): Decoder | undefined | null {
   const name = header.trim().toLowerCase();
   if (name === 'identity' || name === '') return undefined;
   return Object.hasOwn(DECODERS, name) ? (DECODERS[name] as Decoder) : null;
-}
-
-/** Sets `req.body`; returns the 400 of a malformed JSON body. */
-function parse(req: BodyRequest, raw: Buffer): BrokerError | undefined {
-  const type = mediaType(req.headers['content-type']);
-  if (type === undefined) {
-    req.body = raw;
-    return undefined;
-  }
-  const [media, charset] = type;
-  if (charset !== undefined && charset !== 'utf-8') {
-    // Left unparsed: the handler answers 415 for any charset but UTF-8.
-    req.body = raw;
-    return undefined;
-  }
-  if (media === 'application/json') {
-    const text = utf8(raw);
-    if (text.length === 0) {
-      req.body = {};
-      return undefined;
-    }
-    try {
-      const first = /^[ \t\n\r]*(.)/s.exec(text)?.[1];
-      if (first !== '{' && first !== '[') throw new SyntaxError('not an object or array');
-      req.body = JSON.parse(text);
-      return undefined;
-    } catch {
-      return new BrokerError('invalid_request', 'The body is not valid JSON.');
-    }
-  }
-  if (media === 'application/x-www-form-urlencoded') {
-    const form: Record<string, string | string[]> = Object.create(null);
-    for (const [name, value] of new URLSearchParams(utf8(raw))) {
-      const seen = form[name];
-      form[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
-    }
-    req.body = form;
-    return undefined;
-  }
-  req.body = media === 'text/plain' ? utf8(raw) : raw;
-  return undefined;
-}
-
-/** `[type, charset]` of a Content-Type, both lower-case; undefined without one. */
-function mediaType(header: string | undefined): [string, string | undefined] | undefined {
-  if (header === 'application/json') return ['application/json', undefined]; // nearly every request
-  if (header === undefined) return undefined;
-  const [type = '', ...params] = header.split(';').map((s) => s.trim().toLowerCase());
-  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length);
-  return [type, charset?.replace(/^"(.*)"$/, '$1')];
-}
-
-function utf8(raw: Buffer): string {
-  const text = raw.toString('utf8');
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 /** The 413 of a body over MAX_BODY_BYTES. */

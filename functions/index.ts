@@ -8,8 +8,8 @@
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger, LABELS } from '../shared/log.js';
+import { installEdge } from './edge.js';
 import { createHandler, type FunctionTarget, JOB_TARGET, TARGET_ROUTES } from './handlers.js';
-import { installJsonFinalHandler } from './json-final-handler.js';
 import { createRuntime } from './runtime.js';
 
 /** The broker targets this module registers; the Terraform checks compare `entry_point`s with them. */
@@ -25,7 +25,7 @@ const serving =
 if (serving === JOB_TARGET) {
   // Imported only here: the job's client library pulls in google-auth-library, which the broker does not need.
   // The job reads no body, but the framework's parser would inflate any: the edge's cap protects it too.
-  installJsonFinalHandler();
+  installEdge();
   const { createDelegatedJob, delegatedJobOptionsFromEnv } = await import('./examples/delegated-job.js');
   functions.http(JOB_TARGET, createDelegatedJob(delegatedJobOptionsFromEnv(process.env)));
 } else {
@@ -49,7 +49,7 @@ if (serving === JOB_TARGET) {
     }
     throw err;
   }
-  installJsonFinalHandler({ log: runtime.log, projectId: runtime.config.projectId });
+  installEdge({ log: runtime.log, projectId: runtime.config.projectId });
   for (const target of TARGETS) functions.http(target, createHandler(runtime, target));
   runtime.warm();
 }

@@ -1,11 +1,17 @@
 /**
  * Whether a `Content-Type` is `type`, with no parameter but an optional
- * `charset=utf-8` (the broker reads bodies as UTF-8 only).
+ * `charset=utf-8` (the broker reads bodies as UTF-8 only). Media types and
+ * charsets are case-insensitive, and a parameter's value may be quoted
+ * (RFC 9110 §8.3.1: `charset="utf-8"` is `charset=utf-8`).
  */
 export function isMediaType(contentType: string | undefined, type: string): boolean {
   if (contentType === type) return true; // what nearly every caller sends
   if (contentType === undefined) return false;
   const [given, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
   if (given !== type) return false;
-  return params.every((p) => !p.startsWith('charset=') || p === 'charset=utf-8');
+  return params.every((p) => !p.startsWith('charset=') || unquote(p.slice('charset='.length)) === 'utf-8');
+}
+
+function unquote(value: string): string {
+  return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
 }

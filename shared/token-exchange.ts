@@ -55,7 +55,7 @@ export function parseTokenExchange(contentType: string | undefined, rawBody: Buf
       'Send the token exchange as a form, with Content-Type: application/x-www-form-urlencoded.',
     );
   }
-  const form = new URLSearchParams(rawBody === undefined ? '' : rawBody.toString('utf8'));
+  const form = readForm(rawBody === undefined ? '' : rawBody.toString('utf8'));
   const one = (name: string): string | undefined => {
     const values = form.getAll(name);
     if (values.length > 1) throw invalid(`the parameter "${name}" is repeated`);
@@ -92,6 +92,27 @@ export function parseTokenExchange(contentType: string | undefined, rawBody: Buf
   };
   if (subject !== undefined) body['subject'] = subject;
   return { action: 'token', credential: { subjectToken: (values.subject_token as string).trim() }, body };
+}
+
+/** The most parameters a token-exchange form may hold (docs/contract.md, "Limits"); Google's libraries send at most 7. */
+export const MAX_FORM_PARAMETERS = 100;
+
+/**
+ * The form's parameters, in time linear in its length: the parameters are
+ * counted first (a 400 past MAX_FORM_PARAMETERS, before any is decoded),
+ * then `URLSearchParams` decodes them, and each is looked up by name.
+ */
+function readForm(text: string): URLSearchParams {
+  let count = 0;
+  for (let start = 0; start < text.length; ) {
+    let end = text.indexOf('&', start);
+    if (end < 0) end = text.length;
+    if (end > start && ++count > MAX_FORM_PARAMETERS) {
+      throw invalid(`the form holds more than ${MAX_FORM_PARAMETERS} parameters`);
+    }
+    start = end + 1;
+  }
+  return new URLSearchParams(text);
 }
 
 /** RFC 8693 §2.2.1's answer for a served token. */

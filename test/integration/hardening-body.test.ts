@@ -193,7 +193,7 @@ describe('the 64 KiB body limit holds whatever the headers say', () => {
 });
 
 describe('what the edge hands on', () => {
-  it('a form body (the token-exchange endpoint takes them) as an object of strings, arrays for repeated names, and the raw bytes', async () => {
+  it('a form body as its decoded bytes only: nothing is parsed before a door reads it', async () => {
     const seen: { body?: unknown; raw?: string | undefined; error?: string }[] = [];
     const server = createServer((req: BodyRequest, res) => {
       readBody(req, (error) => {
@@ -218,13 +218,7 @@ describe('what the edge hands on', () => {
       });
       await rawRequest(at, { headers: type, body: padding(MIB) });
       for (const s of seen.slice(0, 2)) {
-        expect({ ...(s.body as object) }).toEqual({
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          audience: ['a', 'b'],
-          scope: 'x y',
-          ['__proto__']: 'p',
-        });
-        expect(Object.getPrototypeOf(s.body)).toBeNull();
+        expect(s.body).toBeUndefined();
         expect(s.raw).toBe(form);
       }
       expect(seen[2]).toEqual({ body: undefined, raw: undefined, error: 'request_too_large' });

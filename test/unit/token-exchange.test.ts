@@ -118,3 +118,20 @@ describe('token exchange form (RFC 8693)', () => {
     expect(tokenExchangeError(other)).toBe(other);
   });
 });
+
+describe('the form parameter cap (docs/contract.md, "Limits")', () => {
+  const padded = (total: number) => {
+    const extra = Array.from({ length: total - Object.keys(base).length }, (_, i) => `&x${i}=1`).join('');
+    return body(base, extra);
+  };
+  it('takes 100 parameters and refuses 101, empty pairs not counted', () => {
+    expect(code(() => parseTokenExchange(FORM, padded(100)))).toBe('ok');
+    expect(code(() => parseTokenExchange(FORM, Buffer.from(`${padded(100)}&&&&`)))).toBe('ok');
+    expect(code(() => parseTokenExchange(FORM, padded(101)))).toBe('invalid_request');
+  });
+  it('refuses 32,768 repeated names in linear time', () => {
+    const started = performance.now();
+    expect(code(() => parseTokenExchange(FORM, Buffer.from('a&'.repeat(32_768))))).toBe('invalid_request');
+    expect(performance.now() - started).toBeLessThan(50);
+  });
+});

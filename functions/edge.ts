@@ -38,6 +38,8 @@ export interface EdgeOptions {
 const http = process.getBuiltinModule('node:http');
 
 let installed = false;
+/** The options of the last `installEdge`: each server takes those in force when it is created. */
+let current: EdgeOptions = {};
 
 /**
  * The broker's HTTP edge, in front of the functions framework. The framework
@@ -51,9 +53,12 @@ let installed = false;
  *   HTML error page, and there is no option to change that);
  * - the server cuts clients that trickle their headers or body
  *   (`headersTimeout`, `requestTimeout`).
- * Requests the edge refuses get a log line like the handler's.
+ * Requests the edge refuses get a log line like the handler's, written to
+ * the logger of the last `installEdge` before the server was created (one
+ * per process in Cloud Functions; tests build several in one process).
  */
-export function installJsonFinalHandler(options: EdgeOptions = {}): void {
+export function installEdge(options: EdgeOptions = {}): void {
+  current = options;
   if (installed) return;
   installed = true;
   const original = http.createServer;
@@ -61,16 +66,17 @@ export function installJsonFinalHandler(options: EdgeOptions = {}): void {
     const i = args.findIndex((a) => typeof a === 'function' && 'handle' in a);
     if (i >= 0) {
       const app = args[i] as ExpressLike;
+      const edge = current;
       args[i] = (req: BodyRequest, res: ServerResponse) => {
         const started = performance.now();
         const length = Number(req.headers['content-length'] ?? 0);
-        if (length > MAX_BODY_BYTES) return answer(options, req, res, tooLarge(), 0, started);
+        if (length > MAX_BODY_BYTES) return answer(edge, req, res, tooLarge(), 0, started);
         // The framework answers these two paths itself, with an empty 404.
         const path = (req.url ?? '/').split('?')[0];
         if (path === '/favicon.ico' || path === '/robots.txt')
-          return answer(options, req, res, new BrokerError('not_found', 'No such endpoint.'), 0, started);
+          return answer(edge, req, res, new BrokerError('not_found', 'No such endpoint.'), 0, started);
         readBody(req, (err, wireBytes) => {
-          if (err !== undefined) answer(options, req, res, err, wireBytes, started);
+          if (err !== undefined) answer(edge, req, res, err, wireBytes, started);
           else app(req, res, (e?: unknown) => finalHandler(e, req, res));
         });
       };
