@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';
 import { canonicalEmail } from '../email.js';
 import { BrokerError } from '../errors.js';
@@ -56,7 +57,35 @@ export interface CallerVerifierOptions {
 }
 
 const REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
-const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
+/**
+ * RFC 7235 §2.1: the scheme is case-insensitive and followed by one or more
+ * spaces. Anchored, with no nested quantifier: linear in the header's length.
+ */
+const BEARER = /^[ \t]*Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)[ \t]*$/i;
+
+/**
+ * The longest `Authorization` header (or `subject_token`) looked at: Google ID
+ * tokens are about 1 KB, and other issuers' tokens 1–2 KB. A longer one is
+ * refused before any parsing, hashing or lookup (docs/contract.md, "Limits").
+ */
+export const MAX_CREDENTIAL_BYTES = 4096;
+
+/** How many verified tokens a process remembers; each entry is about 200 bytes whatever the token's size. */
+const VERIFIED_ENTRIES = 10_000;
+
+/**
+ * The token in a well-formed `Authorization: Bearer <JWT>` header of at most
+ * MAX_CREDENTIAL_BYTES; undefined otherwise.
+ */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  if (authorization === undefined || authorization.length > MAX_CREDENTIAL_BYTES) return undefined;
+  return BEARER.exec(authorization)?.[1];
+}
+
+/** What a verified token is remembered under: a hash of the token itself, not of the header it came in. */
+function tokenKey(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
 
 /**
  * Verifies a caller's Google-signed OIDC ID token (docs/contract.md, "Caller
@@ -71,9 +100,10 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
     now,
   });
   const issuers = [...options.issuers];
-  // A token verified once is not verified again until its claims are re-checked: the signature check
-  // (RSA) and the decode are the costliest part of a cache hit. Keyed by the whole Authorization header.
-  const verified = new Lru<string, { caller: Caller; exp: number }>(10_000);
+  // A token verified once is not verified again until it expires: the signature check (RSA) and the decode
+  // are the costliest part of a cache hit. Keyed by a hash of the token, so however a caller spells the
+  // header (case, spaces) one token is one entry of a fixed size.
+  const verified = new Lru<string, { caller: Caller; exp: number }>(VERIFIED_ENTRIES);
   const unexpired = (known: { exp: number }) => known.exp > now() / 1000 - options.clockToleranceSeconds;
 
   function checkClaims(payload: JWTPayload): Caller {
@@ -98,19 +128,12 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
     return { email, sub: typeof payload.sub === 'string' ? payload.sub : '', iss: payload.iss };
   }
 
-  /** The token in a well-formed `Authorization: Bearer <JWT>` header. */
-  function bearer(authorization: string | undefined): string | undefined {
-    if (authorization === undefined) return undefined;
-    // A well-formed header needs no trim, and most are: test it first.
-    return (BEARER.exec(authorization) ?? BEARER.exec(authorization.trim()))?.[1];
-  }
-
   return {
     warm: () => keys.refresh().catch(() => {}),
 
     cached(authorization) {
-      // Keyed by the whole header as verify() stored it: no parsing before the lookup.
-      const known = authorization === undefined ? undefined : verified.get(authorization);
+      const token = bearerToken(authorization);
+      const known = token === undefined ? undefined : verified.get(tokenKey(token));
       return known !== undefined && unexpired(known) ? known.caller : undefined;
     },
 
@@ -118,12 +141,16 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
       if (authorization === undefined || authorization === '') {
         throw invalid('send your Google ID token in `Authorization: Bearer <token>`');
       }
-      const token = bearer(authorization);
+      if (authorization.length > MAX_CREDENTIAL_BYTES) {
+        throw invalid(`the credential is longer than ${MAX_CREDENTIAL_BYTES} bytes`);
+      }
+      const token = bearerToken(authorization);
       if (token === undefined) throw invalid('the Authorization header is not `Bearer <JWT>`');
-      const known = verified.get(authorization);
+      const key = tokenKey(token);
+      const known = verified.get(key);
       if (known !== undefined) {
         if (unexpired(known)) return known.caller;
-        verified.delete(authorization);
+        verified.delete(key);
         throw invalid('the token has expired');
       }
 
@@ -170,7 +197,7 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
         throw invalid('the token signature does not verify');
       }
       const caller = checkClaims(payload);
-      verified.set(authorization, { caller: Object.freeze(caller), exp: payload.exp as number });
+      verified.set(key, { caller: Object.freeze(caller), exp: payload.exp as number });
       return caller;
     },
   };
