@@ -87,6 +87,7 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
       l2,
       refreshSkewSeconds: config.refreshSkewSeconds,
       refreshAheadSeconds: config.refreshAheadSeconds,
+      purgeBoundMs: config.purgeBoundSeconds * 1000,
       now,
       onBackgroundError: (err) =>
         log.log('WARNING', 'background refresh failed; the cached token keeps serving', {

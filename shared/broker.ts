@@ -1,5 +1,6 @@
 import type { TokenStore } from './cache/token-store.js';
 import type { CachedToken, CacheKeyParts, CacheOutcome, PurgeReach } from './cache/types.js';
+import { BrokerError } from './errors.js';
 import type { Minter } from './minting/minter.js';
 import { accountsForPurge, authorize, type DenyReason } from './policy/evaluate.js';
 import type { CompiledPolicy, KeyedAccount, KeylessAccount, ServiceAccountEntry } from './policy/types.js';
@@ -44,6 +45,8 @@ export interface PurgeResult {
   readonly dropped: number;
   /** Every instance (shared cache), or only this process's memory (none). */
   readonly reach: PurgeReach;
+  /** With `all_instances`: the bound, in seconds, within which every instance stops serving them. */
+  readonly withinSeconds?: number;
 }
 
 /** The text of every 403: the same for unknown and forbidden targets, so nobody can probe for names. */
@@ -58,7 +61,7 @@ export interface Broker {
   cached(admission: Admission): Served | undefined;
   /** Serves from any cache or by minting once. Throws `upstream_rejected` or `upstream_unavailable`. */
   serve(admission: Admission): Promise<Served>;
-  /** Drops cached tokens; the caller checked that an admin asked. */
+  /** Drops cached tokens; the caller checked that an admin asked. Throws `not_found` for a target the policy lacks. */
   purge(req: PurgeRequest): Promise<PurgeResult>;
 }
 
@@ -119,7 +122,15 @@ export function createBroker(deps: BrokerDeps): Broker {
     async purge(req) {
       if ('all' in req) return { accounts: 'all', ...(await deps.store.purge({ all: true })) };
       const accounts = accountsForPurge(deps.policy, req);
-      if (accounts.length === 0) return { accounts, dropped: 0, reach: deps.store.reach };
+      if (accounts.length === 0) {
+        // Only an admin gets here: naming what the policy lacks tells them nothing they cannot read.
+        throw new BrokerError(
+          'not_found',
+          'serviceAccount' in req
+            ? 'The policy has no such service account; nothing was purged.'
+            : 'The policy has no such tenant; nothing was purged.',
+        );
+      }
       return { accounts, ...(await deps.store.purge({ accounts })) };
     },
   };

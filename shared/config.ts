@@ -25,6 +25,8 @@ export interface Config {
   readonly l1MaxEntries: number;
   /** Width of the refresh-ahead window before the skew. */
   readonly refreshAheadSeconds: number;
+  /** With a shared cache: seconds a token is served from memory past its last check (docs/contract.md, "Purge"). */
+  readonly purgeBoundSeconds: number;
   /** Budget of one shared-cache call. */
   readonly cacheTimeoutMs: number;
   /** `host:port` of the metadata server that gives the broker its own identity (keyless accounts). */
@@ -198,6 +200,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
     keyTtlSeconds: int('BROKER_KEY_TTL_SECONDS'),
     l1MaxEntries: int('BROKER_L1_MAX_ENTRIES'),
     refreshAheadSeconds: int('BROKER_REFRESH_AHEAD_SECONDS'),
+    purgeBoundSeconds: int('BROKER_PURGE_BOUND_SECONDS'),
     cacheTimeoutMs: int('BROKER_CACHE_TIMEOUT_MS'),
     metadataHost,
     iamCredentialsUrl,

@@ -130,6 +130,12 @@ export const SETTINGS = {
     3000,
     'a hit with less than skew + this much life left is served and re-minted in the background',
   ),
+  BROKER_PURGE_BOUND_SECONDS: int(
+    30,
+    2,
+    30,
+    'with a shared cache: the longest an instance serves a token from memory past its last successful check against the shared cache. While the shared cache cannot be read, a token past it is minted afresh, so a purge reaches every instance within this many seconds. See [contract.md](contract.md#purge)',
+  ),
   BROKER_CACHE_TIMEOUT_MS: int(
     250,
     10,

@@ -68,6 +68,11 @@ export interface PurgeResponseBody {
   dropped_local_entries: number;
   /** Every instance (through the shared cache), or only the process that answered (no shared cache). */
   reach: 'all_instances' | 'this_instance';
+  /**
+   * With `all_instances`: every instance stops serving the purged tokens within this many seconds,
+   * even one that cannot reach the shared cache (docs/contract.md, "Purge").
+   */
+  within_seconds?: number;
   /** With `this_instance`: what was not purged, in words. */
   note?: string;
 }

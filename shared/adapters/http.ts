@@ -32,6 +32,12 @@ export class HttpTimeoutError extends Error {
   readonly code = 'ETIMEDOUT';
 }
 
+/** The answer was longer than the request's `maxBytes` (the exchange was cut there). */
+export class HttpResponseTooLargeError extends Error {
+  override readonly name = 'HttpResponseTooLargeError';
+  readonly code = 'ERESPONSETOOLARGE';
+}
+
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 
 /**
@@ -67,8 +73,11 @@ export function createHttpClient(options: { maxSockets?: number } = {}): HttpCli
             let size = 0;
             res.on('data', (chunk: Buffer) => {
               size += chunk.length;
-              if (size > maxBytes) outgoing.destroy(new Error(`the answer is larger than ${maxBytes} bytes`));
-              else chunks.push(chunk);
+              if (size > maxBytes) {
+                outgoing.destroy(
+                  new HttpResponseTooLargeError(`the answer is larger than ${maxBytes} bytes`),
+                );
+              } else chunks.push(chunk);
             });
             res.on('end', () => {
               clearTimeout(timer);

@@ -1,6 +1,6 @@
 import { errors, Redis, type Requester, type UpstashRequest, type UpstashResponse } from '@upstash/redis';
-import type { RedisSeam } from '../cache/shared-cache.js';
-import { type HttpClient, sharedHttpClient } from './http.js';
+import { MalformedReply, type RedisSeam } from '../cache/shared-cache.js';
+import { type HttpClient, HttpResponseTooLargeError, sharedHttpClient } from './http.js';
 
 export interface UpstashOptions {
   url: string;
@@ -17,7 +17,8 @@ export interface UpstashOptions {
  * connections instead of `fetch`. Responses are plain JSON (no
  * `Upstash-Encoding: base64`): the broker stores ASCII only. Carries the
  * read-your-writes sync token like the stock client. An error never repeats
- * the command, which for a `SET` holds a (sealed) value.
+ * the command, which for a `SET` holds a (sealed) value. A reply over the
+ * HTTP client's 1 MiB cap rejects with `MalformedReply`.
  */
 export function upstashRequester(options: UpstashOptions): Requester {
   const base = options.url.replace(/\/$/, '');
@@ -34,12 +35,19 @@ export function upstashRequester(options: UpstashOptions): Requester {
       };
       if (requester.readYourWrites && requester.upstashSyncToken)
         headers['upstash-sync-token'] = requester.upstashSyncToken;
-      const res = await http.request([base, ...(req.path ?? [])].join('/'), {
-        method: 'POST',
-        headers,
-        body: JSON.stringify(req.body),
-        timeoutMs,
-      });
+      let res: Awaited<ReturnType<HttpClient['request']>>;
+      try {
+        res = await http.request([base, ...(req.path ?? [])].join('/'), {
+          method: 'POST',
+          headers,
+          body: JSON.stringify(req.body),
+          timeoutMs,
+        });
+      } catch (err) {
+        // Redis answered, with more than the client reads: a malformed reply, not a cache that is down.
+        if (err instanceof HttpResponseTooLargeError) throw new MalformedReply(err.message);
+        throw err;
+      }
       const sync = res.headers['upstash-sync-token'];
       if (typeof sync === 'string') requester.upstashSyncToken = sync;
       let body: unknown;

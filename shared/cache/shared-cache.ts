@@ -19,6 +19,7 @@ import { type CachedToken, type CacheKeyParts, cacheKeyString, type PurgeSelecto
  * `@upstash/redis` client satisfies, and so does any stand-in.
  */
 export interface RedisSeam {
+  /** Rejects with {@link MalformedReply} when the reply cannot be used (too large for the client, say). */
   mget(...keys: string[]): Promise<unknown[]>;
   set(key: string, value: string, options: { px: number; nx?: true }): Promise<unknown>;
   incr(key: string): Promise<number>;
@@ -44,10 +45,24 @@ export interface Lookup {
   readonly lockedUntil?: number | undefined;
 }
 
+/**
+ * Redis answered, but with a reply the client cannot use: larger than it
+ * reads, or not the shape asked for. Someone who can write to Redis can
+ * cause it (a 2 MiB value under a generation's name); it counts as values
+ * that are malformed, never as the cache being down (docs/threat-model.md).
+ */
+export class MalformedReply extends Error {
+  override readonly name = 'MalformedReply';
+}
+
+/** What a malformed reply's values read as: no string, so no generation, entry or lock accepts it. */
+const MALFORMED: unique symbol = Symbol('malformed');
+
 /** A cache failure, reported once per failing call; the cache never throws to its caller. */
 export type CacheFailure = {
   op: 'lookup' | 'store' | 'lock' | 'unlock' | 'purge' | 'generations';
-  reason: 'timeout' | 'error' | 'circuit_open';
+  /** `malformed`: Redis answered with a reply that cannot be used; it was read as malformed values. */
+  reason: 'timeout' | 'error' | 'circuit_open' | 'malformed';
   error?: unknown;
 };
 
@@ -202,7 +217,7 @@ export class SharedTokenCache {
       ),
     );
     if (written === undefined) return null;
-    const again = await this.#call(op, () => this.#redis.mget(...names));
+    const again = await this.#mget(op, names);
     if (again === undefined) return null;
     const [all2, account2] = [again[0], again[1]];
     if (!this.#acceptable(names[0], all2) || !this.#acceptable(names[1], account2)) return null;
@@ -217,6 +232,27 @@ export class SharedTokenCache {
   #lockedUntil(name: string, value: unknown): number | undefined {
     const until = lockExpiry(this.#keys, name, value);
     return until !== undefined && until > this.#now() ? until : undefined;
+  }
+
+  /**
+   * MGET through `#call`. A reply that cannot be used reads as one
+   * malformed value per key: a generation that is malformed is replaced
+   * (a purge), an entry that is malformed is a miss, a lock that is
+   * malformed is taken over. So a writer who plants an oversized value
+   * purges, and never makes the cache look down (which would let memory
+   * keep serving).
+   */
+  #mget(op: CacheFailure['op'], keys: readonly string[]): Promise<unknown[] | undefined> {
+    return this.#call(op, async () => {
+      try {
+        const values = await this.#redis.mget(...keys);
+        if (Array.isArray(values) && values.length === keys.length) return values;
+      } catch (error) {
+        if (!(error instanceof MalformedReply)) throw error;
+      }
+      this.#onFailure({ op, reason: 'malformed' });
+      return keys.map(() => MALFORMED);
+    });
   }
 
   async #call<T>(op: CacheFailure['op'], fn: () => Promise<T>): Promise<T | undefined> {
@@ -257,10 +293,19 @@ export class SharedTokenCache {
     const name = this.#entry(parts);
     const gens = this.#genNames(parts.account);
     const lock = withLock ? this.#lock(parts) : undefined;
-    const values = await this.#call('lookup', () =>
-      lock === undefined ? this.#redis.mget(name, ...gens) : this.#redis.mget(name, ...gens, lock),
-    );
+    const values = await this.#mget('lookup', lock === undefined ? [name, ...gens] : [name, ...gens, lock]);
     if (values === undefined) return undefined;
+    if (values[0] === MALFORMED) {
+      // Which value was bad is unknown: read the generations on their own (repaired if they are the bad
+      // ones), and count the entry as missing, to be overwritten by the next store.
+      const current = await this.#mget('lookup', gens);
+      if (current === undefined) return undefined;
+      const settled = await this.#settle('lookup', gens, current);
+      if (settled === null) return undefined;
+      return lock === undefined
+        ? { token: undefined, gens: settled }
+        : { token: undefined, gens: settled, lockedUntil: undefined };
+    }
     const settled = await this.#settle('lookup', gens, values.slice(1, 3));
     if (settled === null) return undefined; // nothing that was cached can be trusted: as if the cache failed
     // The generations are bound into the sealing: an entry from before a purge does not open.
@@ -277,7 +322,7 @@ export class SharedTokenCache {
    * cache shows in the logs at start.
    */
   async warm(): Promise<void> {
-    await this.#call('generations', () => this.#redis.mget(this.#genAll));
+    await this.#mget('generations', [this.#genAll]);
   }
 
   /**
@@ -287,7 +332,7 @@ export class SharedTokenCache {
    */
   async generations(account: string): Promise<Generations | null | undefined> {
     const names = this.#genNames(account);
-    const values = await this.#call('generations', () => this.#redis.mget(...names));
+    const values = await this.#mget('generations', names);
     if (values === undefined) return undefined;
     return this.#settle('generations', names, values);
   }
@@ -317,7 +362,7 @@ export class SharedTokenCache {
     const result = await this.#call('lock', () => this.#redis.set(name, owner, { px: ttlMs, nx: true }));
     if (result === undefined) return undefined;
     if (result === 'OK') return { owner };
-    const current = await this.#call('lock', () => this.#redis.mget(name));
+    const current = await this.#mget('lock', [name]);
     if (current === undefined) return undefined;
     const heldUntil = this.#lockedUntil(name, current[0]);
     if (heldUntil !== undefined) return { heldUntil };
@@ -338,7 +383,7 @@ export class SharedTokenCache {
   async purge(selector: PurgeSelector): Promise<boolean> {
     const names = 'all' in selector ? [this.#genAll] : selector.accounts.map((a) => this.#genAccount(a));
     if (names.length === 0) return true;
-    const current = await this.#call('purge', () => this.#redis.mget(...names));
+    const current = await this.#mget('purge', names);
     if (current === undefined) return false;
     const results = await Promise.all(
       names.map(async (name, i) => {

@@ -23,6 +23,13 @@ export interface TokenStoreOptions {
   refreshAheadSeconds?: number;
   /** How long an L1 entry is trusted before its generations are checked again against L2 (purge propagation). */
   generationCheckMs?: number;
+  /**
+   * With L2 configured, the longest an L1 entry is served past its last
+   * successful generation check (or its mint) while L2 cannot be read; then
+   * it is dropped and the token minted afresh, so a purge made meanwhile
+   * reaches this instance within this bound (docs/contract.md, "Purge").
+   */
+  purgeBoundMs?: number;
   /** TTL of the cross-instance mint lock. */
   lockTtlMs?: number;
   /**
@@ -73,6 +80,7 @@ export class TokenStore {
     this.#o = {
       refreshAheadSeconds: SETTINGS.BROKER_REFRESH_AHEAD_SECONDS.default,
       generationCheckMs: 1000,
+      purgeBoundMs: SETTINGS.BROKER_PURGE_BOUND_SECONDS.default * 1000,
       lockTtlMs: 15_000,
       waitDeadlineMs: 5000,
       now: Date.now,
@@ -177,12 +185,14 @@ export class TokenStore {
         },
       );
     }
-    return { dropped, reach: this.reach };
+    return { dropped, ...this.reach };
   }
 
-  /** How far a purge here reaches. */
-  get reach(): StorePurge['reach'] {
-    return this.#o.l2 ? 'all_instances' : 'this_instance';
+  /** How far a purge here reaches: every instance within the purge bound (with L2), or this one alone. */
+  get reach(): Pick<StorePurge, 'reach' | 'withinSeconds'> {
+    return this.#o.l2
+      ? { reach: 'all_instances', withinSeconds: Math.ceil(this.#o.purgeBoundMs / 1000) }
+      : { reach: 'this_instance' };
   }
 
   /**
@@ -219,7 +229,13 @@ export class TokenStore {
     if (entry === undefined || l2 === undefined || !this.#generationCheckDue(entry, now)) return entry;
     const purges = this.#purges;
     const gens = await l2.generations(parts.account);
-    if (gens === undefined) return entry; // L2 down: L1 keeps serving
+    if (gens === undefined) {
+      // L2 cannot be read: L1 keeps serving, but only within the purge bound of its last check; past it, a
+      // purge may have happened that this instance cannot see, so the token is minted afresh instead.
+      if (entry.checkedAt !== undefined && now - entry.checkedAt < this.#o.purgeBoundMs) return entry;
+      this.#forget(parts, entry);
+      return undefined;
+    }
     if (gens === null || entry.gens === undefined || !sameGenerations(gens, entry.gens)) {
       // Purged, or generations that would not settle, or minted while L2 was down (so maybe before a
       // purge): gone from L1, stale-if-error included.

@@ -31,6 +31,8 @@ export type PurgeReach = 'all_instances' | 'this_instance';
 export interface StorePurge {
   readonly dropped: number;
   readonly reach: PurgeReach;
+  /** With `all_instances`: every instance stops serving the purged tokens within this many seconds. */
+  readonly withinSeconds?: number;
 }
 
 /** Which cached tokens a purge drops. */

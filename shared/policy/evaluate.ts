@@ -70,9 +70,11 @@ export function rateLimitFor(policy: CompiledPolicy, caller: string): RateLimit 
   return policy.rateLimits.get(caller) ?? policy.rateLimit;
 }
 
-/** The account(s) a purge by service account or tenant covers: a service account as given, a tenant's account, or none. */
+/** The account a purge by service account or tenant covers: one the policy serves, or none. */
 export function accountsForPurge(policy: CompiledPolicy, target: Target): readonly string[] {
-  if ('serviceAccount' in target) return [target.serviceAccount];
-  const account = policy.tenants.get(target.tenant);
+  const account =
+    'serviceAccount' in target
+      ? policy.accounts.get(target.serviceAccount)
+      : policy.tenants.get(target.tenant);
   return account ? [account.email] : [];
 }

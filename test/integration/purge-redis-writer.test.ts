@@ -104,7 +104,7 @@ describe.runIf(run)('a Redis writer against broker instances', () => {
     expect(served(held.token)).toBe(0);
   });
 
-  it('rolling the generations back to a saved copy is refused by the instances that saw the purge, which repair them', async () => {
+  it('a replayed snapshot of the generations is refused by every instance that saw the purge, and their repair protects the rest once they ask first', async () => {
     const [a, b, c] = await fresh();
     const held = await ask(a);
     expect((await ask(b)).token).toBe(held.token);
@@ -255,6 +255,28 @@ describe.runIf(run)('a Redis writer against the shared cache in process', () => 
     started = Date.now();
     expect((await one.serve({ ...p, scopes: ['other'] }, 0, mint())).outcome).toBe('miss');
     expect(Date.now() - started).toBeLessThan(1000); // not the 3 s wait deadline: the lock's own expiry
+  });
+
+  it('the documented limit: an instance that never saw the purge, asked before any that did, serves the purged token from a replayed snapshot, until that token expires and no longer', async () => {
+    await redis.flushall();
+    const p = parts('replayed@acme.iam.gserviceaccount.com');
+    const one = store();
+    const held = await one.serve(p, 0, mint());
+    // The writer holds the Upstash token: it saves every key, the sealed entry included.
+    const saved = new Map<string, string>();
+    for (const key of await redis.keys('tb:v1:*')) saved.set(key, String(await redis.get(key)));
+    await one.purge({ accounts: [p.account] });
+    expect((await store().serve(p, 0, mint())).token.token).not.toBe(held.token.token);
+    for (const [key, value] of saved) await redis.set(key, value, 'PX', 3_600_000);
+    // A new instance (or an idle one that never read the purged generation) cannot tell the replay from
+    // the truth: docs/threat-model.md, "Someone who can write to the shared cache", states it.
+    const fresh = await store().serve(p, 0, mint());
+    expect(fresh).toMatchObject({ outcome: 'hit', token: { token: held.token.token } });
+    expect(fresh.token.expiresAt).toBe(held.token.expiresAt);
+    // The instance that purged refuses it and repairs the generations; after that, nobody serves it.
+    const repaired = await one.serve(p, 0, mint());
+    expect(repaired.token.token).not.toBe(held.token.token);
+    expect((await store().serve(p, 0, mint())).token.token).not.toBe(held.token.token);
   });
 
   it('cannot forge an entry, nor move one under another name', async () => {
