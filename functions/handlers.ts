@@ -5,7 +5,6 @@ import { BrokerError } from '../shared/errors.js';
 import { remainingSeconds } from '../shared/lifetime.js';
 import { fingerprint, LABELS, type LogFields, type Severity } from '../shared/log.js';
 import { Lru } from '../shared/lru.js';
-import { isMediaType } from '../shared/media-type.js';
 import type { MintRequest } from '../shared/request.js';
 import type { Action, Call, Result } from '../shared/service.js';
 import { parseTokenExchange, tokenExchangeError, tokenExchangeResponse } from '../shared/token-exchange.js';
@@ -15,7 +14,8 @@ import type {
   PurgeResponseBody,
   TokenResponseBody,
 } from '../shared/wire.js';
-import { MAX_BODY_BYTES } from './json-final-handler.js';
+import { MAX_BODY_BYTES } from './edge.js';
+import { parseJsonBody } from './json-body.js';
 import { header, requestLogFields } from './request-log.js';
 import { sendError, sendJson } from './respond.js';
 import type { Runtime } from './runtime.js';
@@ -89,19 +89,14 @@ function toCall(route: Route | undefined, routes: Readonly<Record<string, Route>
     throw new BrokerError('request_too_large', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
   }
   if (route === 'sts') return parseTokenExchange(req.headers['content-type'], req.rawBody);
-  if (!isMediaType(req.headers['content-type'], 'application/json')) {
-    throw new BrokerError(
-      'unsupported_media_type',
-      'Send the body as JSON, with Content-Type: application/json.',
-    );
-  }
+  const body = parseJsonBody(req.headers['content-type'], req.rawBody);
   return {
     action: route,
     credential: {
       authorization: req.headers.authorization,
       serverlessAuthorization: header(req, 'x-serverless-authorization'),
     },
-    body: req.body,
+    body,
   };
 }
 
@@ -121,11 +116,12 @@ function respond(
   let answer: Answer;
   if (!result.ok) answer = fail(res, result.error, requestId, route === 'sts');
   else if ('purged' in result) {
-    const { accounts, dropped, reach } = result.purged;
+    const { accounts, dropped, reach, withinSeconds } = result.purged;
     const body: PurgeResponseBody = {
       purged: accounts === 'all' ? 'all' : [...accounts],
       dropped_local_entries: dropped,
       reach,
+      ...(withinSeconds === undefined ? {} : { within_seconds: withinSeconds }),
       ...(reach === 'this_instance' ? { note: PURGE_THIS_INSTANCE_NOTE } : {}),
     };
     answer = { status: 200, size: sendJson(res, 200, body, requestId), message: 'cache purged', fields: {} };
@@ -165,7 +161,10 @@ function fail(res: Response, err: unknown, requestId: string, tokenExchange: boo
   const fields: LogFields = { error: sent.body.error };
   if (sent.body.upstream_error !== undefined) fields['upstreamError'] = sent.body.upstream_error;
   if (!(err instanceof BrokerError)) fields['internal'] = describeUnexpected(err);
-  else if (err.cause !== undefined) fields['cause'] = describeUnexpected(err.cause);
+  else {
+    if (err.remedy !== undefined) fields['remedy'] = err.remedy;
+    if (err.cause !== undefined) fields['cause'] = describeUnexpected(err.cause);
+  }
   return {
     status: sent.status,
     size: sent.size,

@@ -36,6 +36,12 @@ export interface BrokerErrorOptions {
   upstreamError?: string;
   /** The raw upstream body, kept for operators; never serialised. */
   upstreamBody?: unknown;
+  /**
+   * What an operator should do, when saying it names what callers must not
+   * learn (the broker's own account, a delegation chain, the account behind
+   * a tenant): it reaches the request's log line, never the answer.
+   */
+  remedy?: string;
 }
 
 /** The base of every error the broker answers with. */
@@ -44,6 +50,7 @@ export class BrokerError extends Error {
   readonly retryAfterSeconds: number | undefined;
   readonly upstreamError: string | undefined;
   declare readonly upstreamBody: unknown;
+  declare readonly remedy: string | undefined;
 
   constructor(code: ErrorCode, description: string, options: BrokerErrorOptions = {}) {
     super(description, options.cause === undefined ? undefined : { cause: options.cause });
@@ -52,6 +59,7 @@ export class BrokerError extends Error {
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.upstreamError = options.upstreamError;
     Object.defineProperty(this, 'upstreamBody', { value: options.upstreamBody, enumerable: false });
+    Object.defineProperty(this, 'remedy', { value: options.remedy, enumerable: false });
   }
 
   /** The HTTP status that this error answers with. */

@@ -122,32 +122,36 @@ export function createIamCredentials(options: IamCredentialsOptions): IamCredent
       typeof e['status'] === 'string' && /^[A-Z_]{1,64}$/.test(e['status'])
         ? e['status']
         : `http_${res.status}`;
-    let description: string;
+    let remedy: string;
     switch (status) {
       case 'PERMISSION_DENIED': {
         const broker = (await options.identity.email()) ?? "the broker's own service account";
         const first = delegates[0] ?? account;
-        description =
+        remedy =
           delegates.length === 0
-            ? `IAM refused to mint for ${account}: grant ${broker} roles/iam.serviceAccountTokenCreator on ${account} (on that account alone, not the project).`
-            : `IAM refused to mint for ${account} through its delegation chain: grant ${broker} roles/iam.serviceAccountTokenCreator on ${first}, each delegate that role on the next, and the last delegate that role on ${account}.`;
+            ? `grant ${broker} roles/iam.serviceAccountTokenCreator on ${account} (on that account alone, not the project).`
+            : `grant ${broker} roles/iam.serviceAccountTokenCreator on ${first}, each delegate that role on the next, and the last delegate that role on ${account}.`;
         break;
       }
       case 'NOT_FOUND':
-        description = `IAM does not know the service account ${account} (or a delegate): check the policy's email and that the account was not deleted.`;
+        remedy = `IAM does not know ${account} or one of its delegates (${delegates.join(', ') || 'none'}): check the policy's email and that the account was not deleted.`;
         break;
       case 'INVALID_ARGUMENT':
       case 'FAILED_PRECONDITION':
-        description = `IAM rejected the request for ${account} as invalid (${status}): check the scopes, audience, delegates and that the account is enabled.`;
+        remedy = `check the scopes, audience, delegates and lifetime asked for ${account}, and that the account is enabled.`;
         break;
       case 'UNAUTHENTICATED':
-        description =
+        remedy =
           "IAM did not accept the broker's own token even after fetching a new one: check the metadata server and the broker's service account.";
         break;
       default:
-        description = `IAM refused the request for ${account} (${status}).`;
+        remedy = `see IAM's status for ${account}.`;
     }
+    // The caller learns the status; who should grant what to whom (the broker's own account, the chain,
+    // the account behind a tenant) goes to the request's log line only.
+    const description = `Google's IAM Credentials API refused to mint this token (${status}). The broker's operators find what to fix in its log line for this request.`;
     return new BrokerError('upstream_rejected', description, {
+      remedy,
       upstreamError: status,
       upstreamBody: {
         status,

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
 import { redisAvailable } from '../../infra/redis/redis-server.js';
+import { logLineOf } from './support/raw-http.js';
 import {
   BIGQUERY,
   BILLING,
@@ -138,7 +139,7 @@ describe('keyless accounts end to end (IAM Credentials API, no key anywhere)', (
     expect(await tokeninfo(chained.json['access_token'] as string)).toMatchObject({ email: CHAINED });
   });
 
-  it("turns IAM's denial into a 502 that says which role to grant, on which account, to whom", async () => {
+  it("turns IAM's denial into a 502 whose log line says which role to grant, on which account, to whom, and whose answer names neither", async () => {
     const r = await post(
       `${broker.url}/token`,
       { serviceAccount: UNGRANTED, scopes: [BIGQUERY] },
@@ -147,9 +148,13 @@ describe('keyless accounts end to end (IAM Credentials API, no key anywhere)', (
     expect(r.status).toBe(502);
     expect(r.json).toMatchObject({ error: 'upstream_rejected', upstream_error: 'PERMISSION_DENIED' });
     const description = r.json['error_description'] as string;
-    expect(description).toContain('roles/iam.serviceAccountTokenCreator');
-    expect(description).toContain(UNGRANTED);
-    expect(description).toContain(BROKER_IDENTITY);
+    expect(description).not.toContain(UNGRANTED);
+    expect(description).not.toContain(BROKER_IDENTITY);
+    const line = await logLineOf(broker.lines, r.headers.get('x-request-id'));
+    const remedy = (line?.['audit'] as Record<string, unknown> | undefined)?.['remedy'] as string;
+    expect(remedy).toContain('roles/iam.serviceAccountTokenCreator');
+    expect(remedy).toContain(UNGRANTED);
+    expect(remedy).toContain(BROKER_IDENTITY);
   });
 
   it('refuses a subject the policy does not allow with a 403 and no IAM call', async () => {
