@@ -5,7 +5,6 @@
  * `external_account` credential file for Google's own libraries. `--help`
  * lists the commands, environment variables and exit codes.
  */
-import { writeFileSync } from 'node:fs';
 import {
   BrokerClient,
   BrokerClientError,
@@ -13,6 +12,7 @@ import {
   googleIdTokenSource,
 } from '../../shared/client/core.js';
 import { type Plan, parseCommandLine, UsageError } from './arguments.js';
+import { writePrivateFile } from './private-file.js';
 import { EXIT, USAGE } from './usage.js';
 
 export { DEFAULT_SCOPE, EXIT, USAGE } from './usage.js';
@@ -42,7 +42,7 @@ export async function main(
     if (plan.outputFile === undefined) out(text.trimEnd());
     else {
       try {
-        writeFileSync(plan.outputFile, text);
+        writePrivateFile(plan.outputFile, text);
       } catch (e) {
         err(`broker-token: could not write ${plan.outputFile}: ${(e as NodeJS.ErrnoException).code ?? e}`);
         return EXIT.refused;

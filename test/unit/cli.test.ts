@@ -230,3 +230,48 @@ describe('flags as gcloud spells them reach the wire', () => {
     expect(requests[3]?.body['scopes']).toEqual([BQ]);
   });
 });
+
+describe('credential-config --output-file', () => {
+  const args = (path: string) => [
+    'credential-config',
+    '--url',
+    'https://broker.example',
+    '--impersonate-service-account',
+    SA,
+    '--credential-source-file',
+    '/var/run/token',
+    '--output-file',
+    path,
+  ];
+
+  it('writes the file 0600, replacing an existing 0666 one, and never follows a symlink at the path', async () => {
+    const { lstatSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync, chmodSync } = await import(
+      'node:fs'
+    );
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'credential-config-'));
+    const fresh = join(dir, 'fresh.json');
+    expect((await run(args(fresh))).code).toBe(0);
+    expect(lstatSync(fresh).mode & 0o777).toBe(0o600);
+
+    const loose = join(dir, 'loose.json');
+    writeFileSync(loose, 'old');
+    chmodSync(loose, 0o666);
+    expect((await run(args(loose))).code).toBe(0);
+    expect(lstatSync(loose).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(loose, 'utf8'))).toMatchObject({ type: 'external_account' });
+
+    // A link planted at the path, to a file the attacker wants overwritten (or read, being made 0644).
+    const target = join(dir, 'target');
+    writeFileSync(target, 'untouched');
+    chmodSync(target, 0o644);
+    const link = join(dir, 'link.json');
+    symlinkSync(target, link);
+    expect((await run(args(link))).code).toBe(0);
+    expect(readFileSync(target, 'utf8')).toBe('untouched');
+    expect(lstatSync(target).mode & 0o777).toBe(0o644);
+    expect(lstatSync(link).isSymbolicLink()).toBe(false);
+    expect(lstatSync(link).mode & 0o777).toBe(0o600);
+  });
+});
