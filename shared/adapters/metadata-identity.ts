@@ -24,20 +24,24 @@ export interface MetadataIdentityOptions extends RetryBudget {
 }
 
 const BASE = '/computeMetadata/v1/instance/service-accounts/default';
+/** The least life the broker's own token needs to be used when it cannot be refreshed. */
+const IDENTITY_FLOOR_MS = 60_000;
 
 /**
  * The broker's own token from the metadata server (`GET …/default/token`
  * with `Metadata-Flavor: Google`, docs/contract.md "Keyless service
  * accounts"). It is cached until the refresh skew and fetched once however
  * many mints need it at the same time. Network errors, timeouts and 5xx are
- * retried briefly; then the call fails with `upstream_unavailable`.
+ * retried briefly. Once inside the skew, the token in hand is used while
+ * more than a minute of it remains and a new one is fetched meanwhile; with
+ * none, the call fails with `upstream_unavailable`.
  */
 export function createMetadataIdentity(options: MetadataIdentityOptions): BrokerIdentity {
   const http = options.http ?? sharedHttpClient;
   const now = options.now ?? Date.now;
   const origin = `http://${options.host}`;
   const flights = new SingleFlight<string>();
-  let cached: { token: string; refreshAt: number } | undefined;
+  let cached: { token: string; refreshAt: number; expiresAt: number } | undefined;
   let email: string | undefined;
 
   async function get(path: string): Promise<string> {
@@ -91,14 +95,24 @@ export function createMetadataIdentity(options: MetadataIdentityOptions): Broker
     }
     // Served until the skew; a token that is already inside it is used for at most half its life.
     const skewMs = Math.min(options.refreshSkewSeconds, expiresIn / 2) * 1000;
-    cached = { token, refreshAt: fetchedAt + expiresIn * 1000 - skewMs };
+    cached = {
+      token,
+      refreshAt: fetchedAt + expiresIn * 1000 - skewMs,
+      expiresAt: fetchedAt + expiresIn * 1000,
+    };
     return token;
   }
 
   return {
     accessToken() {
-      if (cached !== undefined && now() < cached.refreshAt) return Promise.resolve(cached.token);
-      return flights.run('token', fetchToken);
+      const held = cached;
+      if (held !== undefined && now() < held.refreshAt) return Promise.resolve(held.token);
+      const fetching = flights.run('token', fetchToken);
+      if (held === undefined || held.expiresAt - now() <= IDENTITY_FLOOR_MS) return fetching;
+      // Inside the skew with more than a minute left: the token in hand serves while a new one is fetched,
+      // so a metadata-server outage costs keyless minting nothing until the last minute.
+      fetching.catch(() => {});
+      return Promise.resolve(held.token);
     },
     invalidate(token) {
       if (cached?.token === token) cached = undefined;
