@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from '@google-cloud/functions-framework';
+import type {
+  IdTokenResponseBody,
+  JwtResponseBody,
+  PurgeResponseBody,
+  TokenResponseBody,
+} from '../packages/wire/wire.js';
 import type { Served } from '../shared/broker.js';
 import { BrokerError } from '../shared/errors.js';
 import { remainingSeconds } from '../shared/lifetime.js';
@@ -7,17 +13,11 @@ import { fingerprint, LABELS, type LogFields, type Severity } from '../shared/lo
 import { Lru } from '../shared/lru.js';
 import type { MintRequest } from '../shared/request.js';
 import type { Action, Call, Result } from '../shared/service.js';
-import { parseTokenExchange, tokenExchangeError, tokenExchangeResponse } from '../shared/token-exchange.js';
-import type {
-  IdTokenResponseBody,
-  JwtResponseBody,
-  PurgeResponseBody,
-  TokenResponseBody,
-} from '../shared/wire.js';
-import { MAX_BODY_BYTES } from './edge.js';
-import { parseJsonBody } from './json-body.js';
-import { header, requestLogFields } from './request-log.js';
-import { sendError, sendJson } from './respond.js';
+import { parseJsonBody } from './doors/json.js';
+import { parseTokenExchange, tokenExchangeError, tokenExchangeResponse } from './doors/token-exchange.js';
+import { MAX_BODY_BYTES } from './edge/edge.js';
+import { header, requestLogFields } from './edge/request-log.js';
+import { sendError, sendJson } from './edge/respond.js';
 import type { Runtime } from './runtime.js';
 
 /** What a path of a function does: one of the service's actions, or token exchange (a `token` call by form). */

@@ -8,7 +8,7 @@
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger, LABELS } from '../shared/log.js';
-import { installEdge } from './edge.js';
+import { installEdge } from './edge/edge.js';
 import { createHandler, type FunctionTarget, JOB_TARGET, TARGET_ROUTES } from './handlers.js';
 import { createRuntime } from './runtime.js';
 

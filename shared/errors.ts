@@ -5,7 +5,7 @@
  * upstream body. The upstream body, where there is one, is kept on a
  * non-enumerable property so that it never reaches JSON or a log by accident.
  */
-import type { ErrorResponseBody, WireErrorCode } from './wire.js';
+import type { ErrorResponseBody, WireErrorCode } from '../packages/wire/wire.js';
 
 /** The public error codes: the wire contract's closed list (docs/contract.md, "Errors"). */
 export type ErrorCode = WireErrorCode;

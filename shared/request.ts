@@ -1,12 +1,12 @@
-import { canonicalEmail } from './email.js';
-import { BrokerError } from './errors.js';
 import {
   type IdTokenRequestBody,
   type JwtRequestBody,
   MAX_MIN_LIFETIME_SECONDS,
   type PurgeRequestBody,
   type TokenRequestBody,
-} from './wire.js';
+} from '../packages/wire/wire.js';
+import { canonicalEmail } from './email.js';
+import { BrokerError } from './errors.js';
 
 /** What a request asks a token for: a service account by email, or a tenant by id. */
 export type Target = { readonly serviceAccount: string } | { readonly tenant: string };

@@ -1,5 +1,5 @@
 import type { Request, Response } from '@google-cloud/functions-framework';
-import { BrokerClient, BrokerClientError, googleIdTokenSource } from '../../shared/client/index.js';
+import { BrokerClient, BrokerClientError, googleIdTokenSource } from '../../packages/client/src/index.js';
 
 /** Settings of the example job, from its environment (see terraform/job.tf). */
 export interface DelegatedJobOptions {

@@ -11,7 +11,7 @@ import {
   PluggableAuthClient,
 } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../functions/cli/broker-token.js';
+import { main } from '../../packages/client/src/cli/broker-token.js';
 import { pythonAvailable, runPython } from '../support/python.js';
 
 // `broker-token credential-config` writes an external_account file for each of the three subject-token

@@ -104,14 +104,17 @@ describe('the gcp-token-broker-client package', () => {
       'dist/index.js',
       'dist/google-auth.js',
       'dist/cli.js',
-      'dist/types/client/core.d.ts',
-      'dist/types/client/auth-client.d.ts',
-      'dist/types/wire.d.ts',
+      'CHANGELOG.md',
+      'dist/types/client/src/index.d.ts',
+      'dist/types/client/src/auth-client.d.ts',
+      'dist/types/wire/wire.d.ts',
     ])
       expect(files).toContain(f);
-    expect(files.filter((f) => !f.startsWith('dist/') && f !== 'README.md' && f !== 'package.json')).toEqual(
-      [],
-    );
+    expect(
+      files.filter(
+        (f) => !f.startsWith('dist/') && !['README.md', 'CHANGELOG.md', 'package.json'].includes(f),
+      ),
+    ).toEqual([]);
   });
 
   it('installs without the peer as at most 5 packages and 1 MB', () => {

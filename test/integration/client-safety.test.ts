@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
-import { BrokerClient, BrokerClientError } from '../../shared/client/index.js';
+import { BrokerClient, BrokerClientError } from '../../packages/client/src/index.js';
 import { BIGQUERY, BILLING, post, REPORTING, type Stack, startStack } from './support/stack.js';
 
 let stack: Stack;

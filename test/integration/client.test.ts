@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main as cli } from '../../functions/cli/broker-token.js';
 import type { BrokerProcess } from '../../infra/broker-process.js';
-import { BrokerAuthClient, BrokerClient, BrokerClientError } from '../../shared/client/index.js';
+import { BrokerAuthClient } from '../../packages/client/src/auth-client.js';
+import { main as cli } from '../../packages/client/src/cli/broker-token.js';
+import { BrokerClient, BrokerClientError } from '../../packages/client/src/index.js';
 import {
   BIGQUERY,
   BILLING,

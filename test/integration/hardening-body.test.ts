@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, constants, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BodyRequest, readBody } from '../../functions/body.js';
+import { type BodyRequest, readBody } from '../../functions/edge/body.js';
 import type { BrokerProcess } from '../../infra/broker-process.js';
 import { logLineOf, rawRequest, rssMb } from './support/raw-http.js';
 import { BIGQUERY, BILLING, post, REPORTING, type Stack, startStack } from './support/stack.js';

@@ -2,7 +2,8 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
-import { BrokerAuthClient, BrokerClient } from '../../shared/client/index.js';
+import { BrokerAuthClient } from '../../packages/client/src/auth-client.js';
+import { BrokerClient } from '../../packages/client/src/index.js';
 import { BILLING, examplePolicy, REPORTING, type Stack, startStack } from './support/stack.js';
 
 // BrokerAuthClient in real @google-cloud/storage clients: 7 (google-auth-library 9, which copies

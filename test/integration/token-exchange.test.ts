@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { GoogleAuth } from 'google-auth-library';
 import { Storage } from 'storage8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main as cli } from '../../functions/cli/broker-token.js';
 import type { BrokerProcess } from '../../infra/broker-process.js';
 import type { MetadataServer } from '../../infra/google/metadata.js';
+import { main as cli } from '../../packages/client/src/cli/broker-token.js';
 import { pythonAvailable, runPython } from '../support/python.js';
 import {
   AUDIENCE,

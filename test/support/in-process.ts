@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as functions from '@google-cloud/functions-framework';
 import { getTestServer } from '@google-cloud/functions-framework/testing';
-import { installEdge } from '../../functions/edge.js';
+import { installEdge } from '../../functions/edge/edge.js';
 import { createHandler, type FunctionTarget } from '../../functions/handlers.js';
 import { createRuntime, type Runtime } from '../../functions/runtime.js';
 import { captureLogLines } from '../../infra/capture.js';

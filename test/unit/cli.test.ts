@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_SCOPE, main } from '../../functions/cli/broker-token.js';
+import { DEFAULT_SCOPE, main } from '../../packages/client/src/cli/broker-token.js';
 
 // The CLI's argument handling, against a loopback server that records every request it gets:
 // usage errors must exit 2 with nothing sent; good flags must reach the wire as the broker expects.

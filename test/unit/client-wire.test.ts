@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isWireErrorCode } from '../../shared/client/errors.js';
+import { isWireErrorCode } from '../../packages/client/src/errors.js';
+import { ERROR_CODES, TOKEN_EXCHANGE_ERROR_CODES, WIRE_ERROR_CODES } from '../../packages/wire/wire.js';
 import { HTTP_STATUS } from '../../shared/errors.js';
-import { ERROR_CODES, TOKEN_EXCHANGE_ERROR_CODES, WIRE_ERROR_CODES } from '../../shared/wire.js';
 
 describe('the wire contract', () => {
   it("lists exactly the server's error codes, plus the token exchange's own", () => {

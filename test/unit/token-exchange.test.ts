@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { BrokerError } from '../../shared/errors.js';
 import {
   parseTokenExchange,
   tokenExchangeAudience,
   tokenExchangeError,
-} from '../../shared/token-exchange.js';
+} from '../../functions/doors/token-exchange.js';
+import { BrokerError } from '../../shared/errors.js';
 
 const FORM = 'application/x-www-form-urlencoded';
 const SA = 'reporting@acme.iam.gserviceaccount.com';

@@ -4,9 +4,9 @@
  * `Plan` that names the one request to make or the file to write.
  */
 import { parseArgs } from 'node:util';
-import { checkBrokerUrl } from '../../shared/client/broker-client.js';
-import type { BrokerClient } from '../../shared/client/core.js';
-import { MAX_MIN_LIFETIME_SECONDS, type WireTarget } from '../../shared/wire.js';
+import { MAX_MIN_LIFETIME_SECONDS, type WireTarget } from '../../../wire/wire.js';
+import { checkBrokerUrl } from '../broker-client.js';
+import type { BrokerClient } from '../index.js';
 import {
   credentialConfig,
   METADATA_HEADERS,

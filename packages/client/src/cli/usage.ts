@@ -1,5 +1,5 @@
 /** `broker-token --help`: the commands, flags, environment variables and exit codes. */
-import { MAX_MIN_LIFETIME_SECONDS } from '../../shared/wire.js';
+import { MAX_MIN_LIFETIME_SECONDS } from '../../../wire/wire.js';
 
 /** gcloud's default scope. */
 export const DEFAULT_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type ErrorBody, toErrorBody } from '../shared/errors.js';
+import { type ErrorBody, toErrorBody } from '../../shared/errors.js';
 
 /**
  * Writes a JSON body with its status and every header in one `writeHead`

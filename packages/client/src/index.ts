@@ -1,6 +1,6 @@
 /** The client without google-auth-library: what `gcp-token-broker-client` exports at its root. */
 
-export type { WireErrorCode } from '../wire.js';
+export type { WireErrorCode } from '../../wire/wire.js';
 export {
   type AccessTokenRequest,
   BrokerClient,

@@ -1,11 +1,10 @@
-import { SingleFlight } from '../single-flight.js';
 import {
   type IdTokenRequestBody,
   type JwtRequestBody,
   MAX_MIN_LIFETIME_SECONDS,
   type TokenRequestBody,
   type WireTarget,
-} from '../wire.js';
+} from '../../wire/wire.js';
 import { BrokerClientError, isWireErrorCode } from './errors.js';
 
 /** Who the token is for: a service account (email) or a tenant (id). */
@@ -75,7 +74,8 @@ export function checkBrokerUrl(url: string, what = 'url'): void {
 export class BrokerClient {
   readonly #o: BrokerClientOptions;
   readonly #cache = new Map<string, BrokerToken>();
-  readonly #flights = new SingleFlight<BrokerToken>();
+  /** One request per token among concurrent callers: the request in flight, by key. */
+  readonly #inflight = new Map<string, Promise<BrokerToken>>();
 
   /** Throws TypeError on a missing or unsafe URL. */
   constructor(options: BrokerClientOptions) {
@@ -122,7 +122,13 @@ export class BrokerClient {
     const cached = this.#cache.get(key);
     if (cached && cached.expiresAt - now() > min * 1000) return cached;
     const body = { ...target, minLifetimeSeconds: min };
-    const token = await this.#flights.run(`${key}\n${min}`, () => this.#fetch(kind, body));
+    const flight = `${key}\n${min}`;
+    let pending = this.#inflight.get(flight);
+    if (pending === undefined) {
+      pending = this.#fetch(kind, body).finally(() => this.#inflight.delete(flight));
+      this.#inflight.set(flight, pending);
+    }
+    const token = await pending;
     this.#cache.set(key, token);
     return token;
   }

@@ -1,4 +1,4 @@
-import { WIRE_ERROR_CODES, type WireErrorCode } from '../wire.js';
+import { WIRE_ERROR_CODES, type WireErrorCode } from '../../wire/wire.js';
 
 /** Codes the client itself raises: the broker could not be reached, or answered outside its contract (a redirect, HTML, a 200 without a token). */
 export const CLIENT_ERROR_CODES = ['network_error', 'invalid_response'] as const;

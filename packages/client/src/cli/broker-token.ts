@@ -5,12 +5,7 @@
  * `external_account` credential file for Google's own libraries. `--help`
  * lists the commands, environment variables and exit codes.
  */
-import {
-  BrokerClient,
-  BrokerClientError,
-  type BrokerToken,
-  googleIdTokenSource,
-} from '../../shared/client/core.js';
+import { BrokerClient, BrokerClientError, type BrokerToken, googleIdTokenSource } from '../index.js';
 import { type Plan, parseCommandLine, UsageError } from './arguments.js';
 import { writePrivateFile } from './private-file.js';
 import { EXIT, USAGE } from './usage.js';

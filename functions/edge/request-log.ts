@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { type LogFields, traceFields } from '../shared/log.js';
+import { type LogFields, traceFields } from '../../shared/log.js';
 
 /** A request header's first value. */
 export function header(req: IncomingMessage, name: string): string | undefined {

@@ -4,7 +4,7 @@
  * `sts` endpoint by RFC 8693 token exchange, with no broker code
  * (docs/calling.md, docs/contract.md, "Token exchange (RFC 8693)").
  */
-import { STS_AUDIENCE_PREFIX, type WireTarget } from '../../shared/wire.js';
+import { STS_AUDIENCE_PREFIX, type WireTarget } from '../../../wire/wire.js';
 
 /** The subject token the libraries read and send: the caller's Google ID token. */
 export const SUBJECT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';

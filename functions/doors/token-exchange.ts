@@ -1,8 +1,3 @@
-import { ACCESS_DENIED, type Served } from './broker.js';
-import { BrokerError } from './errors.js';
-import { remainingSeconds } from './lifetime.js';
-import { isMediaType } from './media-type.js';
-import type { Call } from './service.js';
 import {
   ACCESS_TOKEN_TYPE,
   STS_AUDIENCE_PREFIX,
@@ -10,7 +5,12 @@ import {
   type StsResponseBody,
   SUBJECT_TOKEN_TYPES,
   TOKEN_EXCHANGE_GRANT_TYPE,
-} from './wire.js';
+} from '../../packages/wire/wire.js';
+import { ACCESS_DENIED, type Served } from '../../shared/broker.js';
+import { BrokerError } from '../../shared/errors.js';
+import { remainingSeconds } from '../../shared/lifetime.js';
+import type { Call } from '../../shared/service.js';
+import { isMediaType } from './media-type.js';
 
 /**
  * OAuth 2.0 Token Exchange (RFC 8693) as the broker speaks it, so that

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { BrokerError } from '../shared/errors.js';
+import { BrokerError } from '../../shared/errors.js';
 
 /** Largest request body the broker reads, on the wire and after decompression (docs/contract.md: 413 over 64 KiB). */
 export const MAX_BODY_BYTES = 64 * 1024;

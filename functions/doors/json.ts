@@ -1,5 +1,5 @@
-import { BrokerError } from '../shared/errors.js';
-import { isMediaType } from '../shared/media-type.js';
+import { BrokerError } from '../../shared/errors.js';
+import { isMediaType } from './media-type.js';
 
 /**
  * The JSON door's body: checks the media type (415 for anything but UTF-8

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { BrokerError } from '../shared/errors.js';
-import type { Logger } from '../shared/log.js';
+import { BrokerError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
 import { type BodyRequest, MAX_BODY_BYTES, readBody, tooLarge } from './body.js';
 import { requestLogFields } from './request-log.js';
 import { sendError } from './respond.js';
