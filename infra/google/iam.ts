@@ -3,7 +3,15 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import type { RsaKeyPool } from './rsa-pool.js';
-import { type Account, playTransportFault, readBody, type StandInContext, sendJson } from './state.js';
+import {
+  type Account,
+  bearerOf,
+  liveAccessToken,
+  playTransportFault,
+  readBody,
+  type StandInContext,
+  sendJson,
+} from './state.js';
 
 /** The IAM Service Account Credentials API methods the stand-in serves. */
 export type IamMethod = 'generateAccessToken' | 'generateIdToken' | 'signJwt' | 'signBlob';
@@ -190,10 +198,8 @@ export async function startIamServer(
 
   /** The caller's identity from `Authorization: Bearer`: a live token that a metadata server issued. */
   function authenticate(req: IncomingMessage): { email: string; scopes: string[] } {
-    const bearer = /^Bearer ([\x21-\x7e]+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const info = bearer ? ctx.accessTokens.get(bearer) : undefined;
-    if (info?.origin !== 'metadata' || info.exp <= Math.floor(ctx.now() / 1000))
-      throw new GoogleApiError(401, UNAUTHENTICATED);
+    const info = liveAccessToken(ctx, bearerOf(req));
+    if (info?.origin !== 'metadata') throw new GoogleApiError(401, UNAUTHENTICATED);
     return { email: info.email, scopes: info.scope.split(' ') };
   }
 

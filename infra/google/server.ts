@@ -24,15 +24,22 @@ import { RsaKeyPool } from './rsa-pool.js';
 import {
   type AccessTokenInfo,
   type Account,
+  bearerOf,
+  liveAccessToken,
   numericIdFor,
   playTransportFault,
   readBody,
   type StandInContext,
   sendJson as send,
 } from './state.js';
+import { type StorageServer, startStorageServer } from './storage.js';
+import { type StsServer, startStsServer } from './sts.js';
 
+export type { AccessBoundary } from './boundary.js';
 export type { IamFault, IamRequestStats } from './iam.js';
 export type { MetadataServer, MetadataServerOptions } from './metadata.js';
+export type { StorageFault, StorageRequest, StorageServer } from './storage.js';
+export type { IssuedDownscopedToken, StsFault, StsServer } from './sts.js';
 
 /** A fault the stand-in plays on `POST /token`, for reliability tests. */
 export type Fault =
@@ -63,6 +70,10 @@ export interface GoogleStandInOptions {
   iamPort?: number;
   /** A fixed delay before every IAM answer, in milliseconds (see {@link GoogleStandIn.setIamLatency}). */
   iamLatencyMs?: number;
+  /** Port of the STS listener; default a random free port. */
+  stsPort?: number;
+  /** Port of the Cloud Storage JSON API listener; default a random free port. */
+  storagePort?: number;
 }
 
 /** A keyless service account's public facts (it has no key file: IAM signs for it). */
@@ -87,6 +98,19 @@ export interface GoogleStandIn {
    * The value for `BROKER_IAM_CREDENTIALS_URL`.
    */
   readonly iamUrl: string;
+  /**
+   * The Security Token Service stand-in (its own port; `sts.url` stands for
+   * `https://sts.googleapis.com`): `POST {sts.url}/v1/token` exchanges a live
+   * access token issued here for a downscoped one with a Credential Access
+   * Boundary. Counters, issued tokens and faults are on the object.
+   */
+  readonly sts: StsServer;
+  /**
+   * The Cloud Storage JSON API stand-in (its own port; `storage.url` is the
+   * `apiEndpoint`), enforcing bucket IAM, scopes and downscoped tokens'
+   * boundaries over objects held in memory.
+   */
+  readonly storage: StorageServer;
   /**
    * `tokenConnections`: distinct TCP connections that carried token requests (keep-alive reuses one).
    * `iamRequests`: IAM requests per method and in total, whatever the answer; `iamConnections` as for tokens.
@@ -135,6 +159,12 @@ export interface GoogleStandIn {
   /** Takes the grant back. */
   revokeTokenCreator(account: string, member: string): void;
   /**
+   * Revokes an access token the stand-in issued (as `POST /revoke` does):
+   * STS, Storage, IAM, tokeninfo and userinfo refuse it from now on. Tokens
+   * STS already derived from it are not revoked with it.
+   */
+  revokeAccessToken(token: string): void;
+  /**
    * Starts a metadata server on its own port for an instance running as
    * `options.email`; several can run at once (the broker's, a caller's).
    * Its access tokens are the only bearers IAM accepts; its ID tokens are
@@ -147,7 +177,7 @@ export interface GoogleStandIn {
   setIamLatency(ms: number): void;
   /** The JWKS of an account's keys, as Google serves at `/service_accounts/v1/jwk/{email}`. */
   serviceAccountJwksUrl(email: string): string;
-  /** Clears queued faults (token endpoint, IAM, metadata servers). */
+  /** Clears queued faults (token endpoint, IAM, STS, Storage, metadata servers). */
   reset(): void;
   setAccessTokenLifetime(seconds: number): void;
   close(): Promise<void>;
@@ -255,6 +285,14 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     host,
     ...(options.iamPort === undefined ? {} : { port: options.iamPort }),
     ...(options.iamLatencyMs === undefined ? {} : { latencyMs: options.iamLatencyMs }),
+  });
+  const sts = await startStsServer(context, {
+    host,
+    ...(options.stsPort === undefined ? {} : { port: options.stsPort }),
+  });
+  const storage = await startStorageServer(context, {
+    host,
+    ...(options.storagePort === undefined ? {} : { port: options.storagePort }),
   });
 
   async function issueIdToken(o: Parameters<GoogleStandIn['issueIdToken']>[0]): Promise<string> {
@@ -379,8 +417,8 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     const access = params.get('access_token');
     const t = Math.floor(now() / 1000);
     if (access) {
-      const info = accessTokens.get(access);
-      if (!info || info.exp <= t) return invalid;
+      const info = liveAccessToken(context, access);
+      if (!info) return invalid;
       return [
         200,
         {
@@ -463,15 +501,23 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     }
     if (u.pathname === '/oauth2/v3/userinfo') {
       // A stand-in for a Google API: it wants a valid access token in `Authorization: Bearer`.
-      const bearer = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-      const info = bearer ? accessTokens.get(bearer) : undefined;
-      if (!info || info.exp <= Math.floor(now() / 1000))
+      const info = liveAccessToken(context, bearerOf(req));
+      if (!info)
         return send(res, 401, { error: 'invalid_request', error_description: 'Invalid Credentials' });
       return send(res, 200, {
         sub: info.sub ?? info.clientId,
         email: info.sub ?? info.email,
         email_verified: true,
       });
+    }
+    if (u.pathname === '/revoke' && req.method === 'POST') {
+      // Google's revocation endpoint: the token in the form (or the query); unknown ones are a 400.
+      const token = new URLSearchParams(body).get('token') ?? u.searchParams.get('token') ?? '';
+      const info = liveAccessToken(context, token);
+      if (!info)
+        return send(res, 400, { error: 'invalid_token', error_description: 'Token expired or revoked' });
+      info.revoked = true;
+      return send(res, 200, {});
     }
     if (u.pathname === '/tokeninfo') {
       const params = req.method === 'POST' ? new URLSearchParams(body) : u.searchParams;
@@ -508,6 +554,8 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     jwksUrl: `${url}/oauth2/v3/certs`,
     tokeninfoUrl: `${url}/tokeninfo`,
     iamUrl: iam.url,
+    sts,
+    storage,
     issuer,
     stats,
     registerServiceAccount(a) {
@@ -568,6 +616,11 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     revokeTokenCreator(account, member) {
       accounts.get(account)?.tokenCreators.delete(member.replace(/^serviceAccount:/, '').toLowerCase());
     },
+    revokeAccessToken(token) {
+      const info = accessTokens.get(token);
+      if (!info) throw new Error('not an access token the stand-in issued');
+      info.revoked = true;
+    },
     async startMetadataServer(o) {
       const m = await startMetadataServer(context, { ...o, host: o.host ?? host });
       metadataServers.add(m);
@@ -583,6 +636,8 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     reset() {
       faults.length = 0;
       iam!.reset();
+      sts.reset();
+      storage.reset();
       for (const m of metadataServers) m.reset();
     },
     setAccessTokenLifetime(seconds) {
@@ -590,7 +645,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     },
     close: async () => {
       await Promise.all([...metadataServers].map((m) => m.close()));
-      await iam!.close();
+      await Promise.all([iam!.close(), sts.close(), storage.close()]);
       await new Promise<void>((resolve) => {
         for (const res of hanging) res.destroy();
         server.closeAllConnections();
