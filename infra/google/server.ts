@@ -38,8 +38,8 @@ import { type StsServer, startStsServer } from './sts.js';
 export type { AccessBoundary } from './boundary.js';
 export type { IamFault, IamRequestStats } from './iam.js';
 export type { MetadataServer, MetadataServerOptions } from './metadata.js';
-export type { StorageFault, StorageRequest, StorageServer } from './storage.js';
-export type { IssuedDownscopedToken, StsFault, StsServer } from './sts.js';
+export type { StorageServer } from './storage.js';
+export type { StsServer } from './sts.js';
 
 /** A fault the stand-in plays on `POST /token`, for reliability tests. */
 export type Fault =
