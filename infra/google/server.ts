@@ -159,6 +159,12 @@ export interface GoogleStandIn {
   /** Takes the grant back. */
   revokeTokenCreator(account: string, member: string): void;
   /**
+   * Lists the account in the org policy
+   * `constraints/iam.allowServiceAccountCredentialLifetimeExtension`: its
+   * `generateAccessToken` then takes a `lifetime` up to 43200s (12 h).
+   */
+  allowLifetimeExtension(email: string): void;
+  /**
    * Revokes an access token the stand-in issued (as `POST /revoke` does):
    * STS, Storage, IAM, tokeninfo and userinfo refuse it from now on. Tokens
    * STS already derived from it are not revoked with it.
@@ -615,6 +621,11 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     },
     revokeTokenCreator(account, member) {
       accounts.get(account)?.tokenCreators.delete(member.replace(/^serviceAccount:/, '').toLowerCase());
+    },
+    allowLifetimeExtension(email) {
+      const a = accounts.get(email);
+      if (!a) throw new Error(`unknown service account ${email}`);
+      a.lifetimeExtension = true;
     },
     revokeAccessToken(token) {
       const info = accessTokens.get(token);

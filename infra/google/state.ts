@@ -39,6 +39,11 @@ export interface Account {
   systemKey?: Promise<{ kid: string; privateKey: KeyObject }>;
   /** Members (emails) that hold `roles/iam.serviceAccountTokenCreator` on this account. */
   tokenCreators: Set<string>;
+  /**
+   * Listed in the org policy `constraints/iam.allowServiceAccountCredentialLifetimeExtension`:
+   * `generateAccessToken` takes a `lifetime` up to 12 h instead of 1 h.
+   */
+  lifetimeExtension?: boolean;
 }
 
 /** The state the OAuth server, the metadata servers and the IAM API share. */
