@@ -11,6 +11,8 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose';
+import { type GitHubActionsIssuer, startGitHubActionsIssuer } from '../oidc/github.js';
+import { type KubernetesIssuer, startKubernetesIssuer as startKubernetes } from '../oidc/kubernetes.js';
 import {
   type IamFault,
   type IamRequestStats,
@@ -35,6 +37,8 @@ import {
 import { type StorageServer, startStorageServer } from './storage.js';
 import { type StsServer, startStsServer } from './sts.js';
 
+export type { GitHubActionsIssuer } from '../oidc/github.js';
+export type { KubernetesIssuer } from '../oidc/kubernetes.js';
 export type { AccessBoundary } from './boundary.js';
 export type { IamFault, IamRequestStats } from './iam.js';
 export type { MetadataServer, MetadataServerOptions } from './metadata.js';
@@ -177,13 +181,23 @@ export interface GoogleStandIn {
    * signed with the key the JWKS serves. Closed with the stand-in.
    */
   startMetadataServer(options: MetadataServerOptions): Promise<MetadataServer>;
+  /**
+   * Starts an OIDC issuer like GitHub Actions' on its own port (discovery,
+   * JWKS, the job's ID token URL); closed with the stand-in. See `infra/oidc/github.ts`.
+   */
+  startGitHubIssuer(options?: Parameters<typeof startGitHubActionsIssuer>[0]): Promise<GitHubActionsIssuer>;
+  /**
+   * Starts an OIDC issuer like a Kubernetes cluster's service-account issuer on
+   * its own port (discovery, JWKS, projected token files); closed with the stand-in.
+   */
+  startKubernetesIssuer(options?: Parameters<typeof startKubernetes>[0]): Promise<KubernetesIssuer>;
   /** Queues `fault` for the next `times` IAM requests (`Infinity` for all), optionally of one method only. */
   injectIamFault(fault: IamFault, times?: number): void;
   /** Fixes IAM's latency (a delay before every answer, 0 for none): benches subtract a known round trip. */
   setIamLatency(ms: number): void;
   /** The JWKS of an account's keys, as Google serves at `/service_accounts/v1/jwk/{email}`. */
   serviceAccountJwksUrl(email: string): string;
-  /** Clears queued faults (token endpoint, IAM, STS, Storage, metadata servers). */
+  /** Clears queued faults (token endpoint, IAM, STS, Storage, metadata servers, issuers). */
   reset(): void;
   setAccessTokenLifetime(seconds: number): void;
   close(): Promise<void>;
@@ -227,6 +241,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
   let tokenConnections = 0;
   let iam: IamServer | undefined;
   const metadataServers = new Set<MetadataServer>();
+  const issuers = new Set<GitHubActionsIssuer | KubernetesIssuer>();
   const stats = {
     tokenRequests: 0,
     tokensIssued: 0,
@@ -637,6 +652,30 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       metadataServers.add(m);
       return m;
     },
+    async startGitHubIssuer(o = {}) {
+      const issuer = await startGitHubActionsIssuer({
+        host,
+        ...o,
+        onSecret: (secret) => {
+          options.onSecret?.(secret);
+          o.onSecret?.(secret);
+        },
+      });
+      issuers.add(issuer);
+      return issuer;
+    },
+    async startKubernetesIssuer(o = {}) {
+      const issuer = await startKubernetes({
+        host,
+        ...o,
+        onSecret: (secret) => {
+          options.onSecret?.(secret);
+          o.onSecret?.(secret);
+        },
+      });
+      issuers.add(issuer);
+      return issuer;
+    },
     injectIamFault(fault, times) {
       iam!.injectFault(fault, times);
     },
@@ -650,12 +689,13 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       sts.reset();
       storage.reset();
       for (const m of metadataServers) m.reset();
+      for (const i of issuers) i.reset();
     },
     setAccessTokenLifetime(seconds) {
       lifetime = seconds;
     },
     close: async () => {
-      await Promise.all([...metadataServers].map((m) => m.close()));
+      await Promise.all([...metadataServers, ...issuers].map((m) => m.close()));
       await Promise.all([iam!.close(), sts.close(), storage.close()]);
       await new Promise<void>((resolve) => {
         for (const res of hanging) res.destroy();
