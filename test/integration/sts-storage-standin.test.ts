@@ -205,6 +205,30 @@ describe("STS stand-in, driven by google-auth-library's DownscopedClient", () =>
     expect(google.sts.issued.length).toBe(issuedBefore);
   });
 
+  it('fails with invalid_grant once the source token is revoked, and with the same token before it was, succeeds', async () => {
+    const source = new Compute();
+    const first = downscoped(BLUE_READER, source);
+    await first.client.getAccessToken();
+    const sourceToken = (await source.getAccessToken()).token!;
+    const exchanged = google.sts.exchangesForSource(sourceToken);
+    google.revokeAccessToken(sourceToken);
+    // A fresh DownscopedClient on the same (cached, now revoked) source token.
+    const again = downscoped(BLUE_READER, source);
+    await expect(again.client.getAccessToken()).rejects.toThrow(/^Error code invalid_grant: /);
+    expect(google.sts.exchangesForSource(sourceToken)).toBe(exchanged);
+    // The token issued before the revocation was not derived anew, and still reads.
+    const earlier = (await first.client.getAccessToken()).token!;
+    const res = await fetch(
+      `${google.storage.url}/storage/v1/b/${BUCKET}/o/${encodeURIComponent(BLUE)}?alt=media`,
+      {
+        headers: { Authorization: `Bearer ${earlier}` },
+      },
+    );
+    expect(res.status).toBe(200);
+    // The metadata server hands out a fresh token in place of the revoked one.
+    expect((await new Compute().getAccessToken()).token).not.toBe(sourceToken);
+  });
+
   it('retries a 503 from STS (the library retries POSTs) and gets the token on the third request', async () => {
     const { client } = downscoped(BLUE_READER);
     const before = google.sts.stats.requests;
@@ -561,6 +585,87 @@ describe('STS stand-in: as strict as Google', () => {
     expect(r.json['expires_in']).toBeUndefined();
     expect(google.sts.issued.at(-1)).toMatchObject({ email: 'alice@acme.com', sourceToken: userToken });
     expect(await tokeninfo(String(r.json['access_token']))).toMatchObject({ sub: 'alice@acme.com' });
+  });
+});
+
+describe('Storage stand-in: evaluating boundary conditions', () => {
+  it('evaluates resource.type, !, &&, ||, parentheses, ==, endsWith and both quotes on each object read', async () => {
+    const source = await metadataToken();
+    const bucketRule = (expression: string) => ({
+      accessBoundaryRules: [
+        {
+          availableResource: `//storage.googleapis.com/projects/_/buckets/${BUCKET}`,
+          availablePermissions: ['inRole:roles/storage.legacyObjectReader'],
+          availabilityCondition: { expression },
+        },
+      ],
+    });
+    const cases: Array<[string, boolean, boolean]> = [
+      [
+        `resource.type == 'storage.googleapis.com/Object' && !resource.name.startsWith("${object('green/')}")`,
+        true,
+        false,
+      ],
+      [`resource.type == "storage.googleapis.com/Bucket"`, false, false],
+      [
+        `(resource.name == '${object(BLUE)}' || resource.name == '${object(GREEN)}') && resource.service == 'storage.googleapis.com'`,
+        true,
+        true,
+      ],
+      [`resource.name.endsWith('q1.csv') && !(resource.name.startsWith('${object('blue')}'))`, false, true],
+      [`resource.name != '${object(BLUE)}'`, false, true],
+      ['true', true, true],
+      ['false || false', false, false],
+      [`resource.name.startsWith('projects/_/buckets/${BUCKET}/objects/blue/q1.csv\\'')`, false, false],
+    ];
+    for (const [expression, blue, green] of cases) {
+      const r = await exchange(cabParams(source, bucketRule(expression)));
+      expect([expression, r.status]).toEqual([expression, 200]);
+      const token = String(r.json['access_token']);
+      const read = async (name: string) =>
+        (
+          await fetch(
+            `${google.storage.url}/storage/v1/b/${BUCKET}/o/${encodeURIComponent(name)}?alt=media`,
+            {
+              headers: { Authorization: `Bearer ${token}` },
+            },
+          )
+        ).status === 200;
+      expect([expression, await read(BLUE), await read(GREEN)]).toEqual([expression, blue, green]);
+    }
+  });
+
+  it('checks a list on the bucket: a resource.name condition never grants it, the objectListPrefix attribute does', async () => {
+    const source = await metadataToken();
+    const rule = (expression: string) => ({
+      accessBoundaryRules: [
+        {
+          availableResource: `//storage.googleapis.com/projects/_/buckets/${BUCKET}`,
+          availablePermissions: ['inRole:roles/storage.objectViewer'],
+          availabilityCondition: { expression },
+        },
+      ],
+    });
+    const list = async (expression: string, prefix?: string) => {
+      const token = String((await exchange(cabParams(source, rule(expression)))).json['access_token']);
+      const q = prefix === undefined ? '' : `?prefix=${encodeURIComponent(prefix)}`;
+      return (
+        await fetch(`${google.storage.url}/storage/v1/b/${BUCKET}/o${q}`, {
+          headers: { Authorization: `Bearer ${token}` },
+        })
+      ).status;
+    };
+    expect(await list(`resource.name.startsWith('${object('blue/')}')`, 'blue/')).toBe(403);
+    expect(await list(`resource.name == 'projects/_/buckets/${BUCKET}'`, 'green/')).toBe(200);
+    expect(await list(`resource.type == 'storage.googleapis.com/Bucket'`)).toBe(200);
+    const byPrefix = "api.getAttribute('storage.googleapis.com/objectListPrefix', '').startsWith('blue/')";
+    expect([
+      await list(byPrefix, 'blue/'),
+      await list(byPrefix, 'blue/q1'),
+      await list(byPrefix, 'green/'),
+      await list(byPrefix),
+    ]).toEqual([200, 200, 403, 403]);
+    expect(await list("api.getAttribute('storage.googleapis.com/objectListPrefix', 'none') == ''")).toBe(200);
   });
 });
 
