@@ -226,7 +226,11 @@ class OAuthError extends Error {
  * caller ID tokens (stand-in only). Faults can be injected on `/token`.
  * Beside it, on their own ports and sharing its state: the IAM Service
  * Account Credentials API (`iamUrl`) and any number of metadata servers
- * ({@link GoogleStandIn.startMetadataServer}), for keyless accounts.
+ * ({@link GoogleStandIn.startMetadataServer}), for keyless accounts; STS
+ * (`sts`) and the Cloud Storage JSON API (`storage`), for downscoped tokens;
+ * and, on request, OIDC issuers like GitHub Actions' and a Kubernetes
+ * cluster's ({@link GoogleStandIn.startGitHubIssuer},
+ * {@link GoogleStandIn.startKubernetesIssuer}).
  */
 export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Promise<GoogleStandIn> {
   const now = options.now ?? Date.now;
