@@ -3,7 +3,15 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import type { RsaKeyPool } from './rsa-pool.js';
-import { type Account, playTransportFault, readBody, type StandInContext, sendJson } from './state.js';
+import {
+  type Account,
+  bearerOf,
+  liveAccessToken,
+  playTransportFault,
+  readBody,
+  type StandInContext,
+  sendJson,
+} from './state.js';
 
 /** The IAM Service Account Credentials API methods the stand-in serves. */
 export type IamMethod = 'generateAccessToken' | 'generateIdToken' | 'signJwt' | 'signBlob';
@@ -59,7 +67,9 @@ const IAM_SCOPES = new Set([
   'https://www.googleapis.com/auth/cloud-platform',
   'https://www.googleapis.com/auth/iam',
 ]);
+/** `generateAccessToken`'s default and maximum `lifetime`, and the maximum for accounts in the lifetime-extension org policy. */
 const MAX_LIFETIME = 3600;
+const MAX_EXTENDED_LIFETIME = 12 * 3600;
 const MAX_JWT_AHEAD = 12 * 3600;
 const PERMISSION: Record<IamMethod, string> = {
   generateAccessToken: 'iam.serviceAccounts.getAccessToken',
@@ -190,10 +200,8 @@ export async function startIamServer(
 
   /** The caller's identity from `Authorization: Bearer`: a live token that a metadata server issued. */
   function authenticate(req: IncomingMessage): { email: string; scopes: string[] } {
-    const bearer = /^Bearer ([\x21-\x7e]+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const info = bearer ? ctx.accessTokens.get(bearer) : undefined;
-    if (info?.origin !== 'metadata' || info.exp <= Math.floor(ctx.now() / 1000))
-      throw new GoogleApiError(401, UNAUTHENTICATED);
+    const info = liveAccessToken(ctx, bearerOf(req));
+    if (info?.origin !== 'metadata') throw new GoogleApiError(401, UNAUTHENTICATED);
     return { email: info.email, scopes: info.scope.split(' ') };
   }
 
@@ -253,8 +261,18 @@ export async function startIamServer(
       const m = typeof body['lifetime'] === 'string' ? DURATION.exec(body['lifetime']) : null;
       if (!m) throw invalid(`Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration)`);
       const seconds = Number(m[1]) + Number(`0.${m[2] ?? '0'}`);
-      if (seconds <= 0 || seconds > MAX_LIFETIME)
-        throw invalid(`The lifetime requested (${body['lifetime']}) must be between 1s and 3600s.`);
+      // Google's messages, as measured against the real API (see README: 0s, 3601s and 43200s).
+      if (seconds <= 0) throw invalid('Lifetime of access token must be larger then zero.');
+      if (seconds > MAX_LIFETIME && !target.lifetimeExtension) {
+        throw invalid(
+          `Access tokens for service account ${target.email} can not have lifetimes of more than 1 hour. Use the Org Policy Constraint constraints/iam.allowServiceAccountCredentialLifetimeExtension to allow up to 12 hours.`,
+        );
+      }
+      if (seconds > MAX_EXTENDED_LIFETIME) {
+        throw invalid(
+          `Access tokens for service account ${target.email} can not have lifetimes of more than 12 hours.`,
+        );
+      }
       lifetime = Math.floor(seconds);
     }
     const exp = Math.floor(ctx.now() / 1000) + lifetime;

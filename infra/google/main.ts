@@ -30,6 +30,8 @@ console.log(`  tokeninfo ${google.tokeninfoUrl}`);
 console.log(`  caller ID tokens: POST ${google.url}/local/idtoken {"email","audience"}`);
 console.log(`IAM Credentials API stand-in on ${google.iamUrl}`);
 console.log(`  export BROKER_IAM_CREDENTIALS_URL=${google.iamUrl}`);
+console.log(`STS stand-in on ${google.sts.url} (POST /v1/token, for https://sts.googleapis.com)`);
+console.log(`Cloud Storage JSON API stand-in on ${google.storage.url} (apiEndpoint)`);
 for (const email of options.keyless) {
   const a = google.registerKeylessAccount(email);
   console.log(`  keyless account ${a.email} (client ID ${a.clientId}, Google-managed key ${a.keyId})`);

@@ -135,7 +135,8 @@ export async function startMetadataServer(
     const t = Math.floor(ctx.now() / 1000);
     let accessToken = current.get(scope);
     let info = accessToken ? ctx.accessTokens.get(accessToken) : undefined;
-    if (!accessToken || !info || info.exp - t < REUSE_MARGIN_SECONDS) {
+    // A revoked token is not handed out again (the next request mints afresh).
+    if (!accessToken || !info || info.revoked || info.exp - t < REUSE_MARGIN_SECONDS) {
       accessToken = `ya29.c.${randomBytes(48).toString('base64url')}`;
       info = { email, scope, clientId: numericId(), exp: t + lifetime, origin: 'metadata' };
       ctx.accessTokens.set(accessToken, info);

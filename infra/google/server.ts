@@ -11,6 +11,8 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose';
+import { type GitHubActionsIssuer, startGitHubActionsIssuer } from '../oidc/github.js';
+import { type KubernetesIssuer, startKubernetesIssuer as startKubernetes } from '../oidc/kubernetes.js';
 import {
   type IamFault,
   type IamRequestStats,
@@ -24,15 +26,24 @@ import { RsaKeyPool } from './rsa-pool.js';
 import {
   type AccessTokenInfo,
   type Account,
+  bearerOf,
+  liveAccessToken,
   numericIdFor,
   playTransportFault,
   readBody,
   type StandInContext,
   sendJson as send,
 } from './state.js';
+import { type StorageServer, startStorageServer } from './storage.js';
+import { type StsServer, startStsServer } from './sts.js';
 
+export type { GitHubActionsIssuer } from '../oidc/github.js';
+export type { KubernetesIssuer } from '../oidc/kubernetes.js';
+export type { AccessBoundary } from './boundary.js';
 export type { IamFault, IamRequestStats } from './iam.js';
 export type { MetadataServer, MetadataServerOptions } from './metadata.js';
+export type { StorageServer } from './storage.js';
+export type { StsServer } from './sts.js';
 
 /** A fault the stand-in plays on `POST /token`, for reliability tests. */
 export type Fault =
@@ -63,6 +74,10 @@ export interface GoogleStandInOptions {
   iamPort?: number;
   /** A fixed delay before every IAM answer, in milliseconds (see {@link GoogleStandIn.setIamLatency}). */
   iamLatencyMs?: number;
+  /** Port of the STS listener; default a random free port. */
+  stsPort?: number;
+  /** Port of the Cloud Storage JSON API listener; default a random free port. */
+  storagePort?: number;
 }
 
 /** A keyless service account's public facts (it has no key file: IAM signs for it). */
@@ -87,6 +102,19 @@ export interface GoogleStandIn {
    * The value for `BROKER_IAM_CREDENTIALS_URL`.
    */
   readonly iamUrl: string;
+  /**
+   * The Security Token Service stand-in (its own port; `sts.url` stands for
+   * `https://sts.googleapis.com`): `POST {sts.url}/v1/token` exchanges a live
+   * access token issued here for a downscoped one with a Credential Access
+   * Boundary. Counters, issued tokens and faults are on the object.
+   */
+  readonly sts: StsServer;
+  /**
+   * The Cloud Storage JSON API stand-in (its own port; `storage.url` is the
+   * `apiEndpoint`), enforcing bucket IAM, scopes and downscoped tokens'
+   * boundaries over objects held in memory.
+   */
+  readonly storage: StorageServer;
   /**
    * `tokenConnections`: distinct TCP connections that carried token requests (keep-alive reuses one).
    * `iamRequests`: IAM requests per method and in total, whatever the answer; `iamConnections` as for tokens.
@@ -135,19 +163,41 @@ export interface GoogleStandIn {
   /** Takes the grant back. */
   revokeTokenCreator(account: string, member: string): void;
   /**
+   * Lists the account in the org policy
+   * `constraints/iam.allowServiceAccountCredentialLifetimeExtension`: its
+   * `generateAccessToken` then takes a `lifetime` up to 43200s (12 h).
+   */
+  allowLifetimeExtension(email: string): void;
+  /**
+   * Revokes an access token the stand-in issued (as `POST /revoke` does):
+   * STS, Storage, IAM, tokeninfo and userinfo refuse it from now on. Tokens
+   * STS already derived from it are not revoked with it.
+   */
+  revokeAccessToken(token: string): void;
+  /**
    * Starts a metadata server on its own port for an instance running as
    * `options.email`; several can run at once (the broker's, a caller's).
    * Its access tokens are the only bearers IAM accepts; its ID tokens are
    * signed with the key the JWKS serves. Closed with the stand-in.
    */
   startMetadataServer(options: MetadataServerOptions): Promise<MetadataServer>;
+  /**
+   * Starts an OIDC issuer like GitHub Actions' on its own port (discovery,
+   * JWKS, the job's ID token URL); closed with the stand-in. See `infra/oidc/github.ts`.
+   */
+  startGitHubIssuer(options?: Parameters<typeof startGitHubActionsIssuer>[0]): Promise<GitHubActionsIssuer>;
+  /**
+   * Starts an OIDC issuer like a Kubernetes cluster's service-account issuer on
+   * its own port (discovery, JWKS, projected token files); closed with the stand-in.
+   */
+  startKubernetesIssuer(options?: Parameters<typeof startKubernetes>[0]): Promise<KubernetesIssuer>;
   /** Queues `fault` for the next `times` IAM requests (`Infinity` for all), optionally of one method only. */
   injectIamFault(fault: IamFault, times?: number): void;
   /** Fixes IAM's latency (a delay before every answer, 0 for none): benches subtract a known round trip. */
   setIamLatency(ms: number): void;
   /** The JWKS of an account's keys, as Google serves at `/service_accounts/v1/jwk/{email}`. */
   serviceAccountJwksUrl(email: string): string;
-  /** Clears queued faults (token endpoint, IAM, metadata servers). */
+  /** Clears queued faults (token endpoint, IAM, STS, Storage, metadata servers, issuers). */
   reset(): void;
   setAccessTokenLifetime(seconds: number): void;
   close(): Promise<void>;
@@ -176,7 +226,11 @@ class OAuthError extends Error {
  * caller ID tokens (stand-in only). Faults can be injected on `/token`.
  * Beside it, on their own ports and sharing its state: the IAM Service
  * Account Credentials API (`iamUrl`) and any number of metadata servers
- * ({@link GoogleStandIn.startMetadataServer}), for keyless accounts.
+ * ({@link GoogleStandIn.startMetadataServer}), for keyless accounts; STS
+ * (`sts`) and the Cloud Storage JSON API (`storage`), for downscoped tokens;
+ * and, on request, OIDC issuers like GitHub Actions' and a Kubernetes
+ * cluster's ({@link GoogleStandIn.startGitHubIssuer},
+ * {@link GoogleStandIn.startKubernetesIssuer}).
  */
 export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Promise<GoogleStandIn> {
   const now = options.now ?? Date.now;
@@ -191,6 +245,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
   let tokenConnections = 0;
   let iam: IamServer | undefined;
   const metadataServers = new Set<MetadataServer>();
+  const issuers = new Set<GitHubActionsIssuer | KubernetesIssuer>();
   const stats = {
     tokenRequests: 0,
     tokensIssued: 0,
@@ -255,6 +310,14 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     host,
     ...(options.iamPort === undefined ? {} : { port: options.iamPort }),
     ...(options.iamLatencyMs === undefined ? {} : { latencyMs: options.iamLatencyMs }),
+  });
+  const sts = await startStsServer(context, {
+    host,
+    ...(options.stsPort === undefined ? {} : { port: options.stsPort }),
+  });
+  const storage = await startStorageServer(context, {
+    host,
+    ...(options.storagePort === undefined ? {} : { port: options.storagePort }),
   });
 
   async function issueIdToken(o: Parameters<GoogleStandIn['issueIdToken']>[0]): Promise<string> {
@@ -379,8 +442,8 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     const access = params.get('access_token');
     const t = Math.floor(now() / 1000);
     if (access) {
-      const info = accessTokens.get(access);
-      if (!info || info.exp <= t) return invalid;
+      const info = liveAccessToken(context, access);
+      if (!info) return invalid;
       return [
         200,
         {
@@ -463,15 +526,23 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     }
     if (u.pathname === '/oauth2/v3/userinfo') {
       // A stand-in for a Google API: it wants a valid access token in `Authorization: Bearer`.
-      const bearer = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-      const info = bearer ? accessTokens.get(bearer) : undefined;
-      if (!info || info.exp <= Math.floor(now() / 1000))
+      const info = liveAccessToken(context, bearerOf(req));
+      if (!info)
         return send(res, 401, { error: 'invalid_request', error_description: 'Invalid Credentials' });
       return send(res, 200, {
         sub: info.sub ?? info.clientId,
         email: info.sub ?? info.email,
         email_verified: true,
       });
+    }
+    if (u.pathname === '/revoke' && req.method === 'POST') {
+      // Google's revocation endpoint: the token in the form (or the query); unknown ones are a 400.
+      const token = new URLSearchParams(body).get('token') ?? u.searchParams.get('token') ?? '';
+      const info = liveAccessToken(context, token);
+      if (!info)
+        return send(res, 400, { error: 'invalid_token', error_description: 'Token expired or revoked' });
+      info.revoked = true;
+      return send(res, 200, {});
     }
     if (u.pathname === '/tokeninfo') {
       const params = req.method === 'POST' ? new URLSearchParams(body) : u.searchParams;
@@ -508,6 +579,8 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     jwksUrl: `${url}/oauth2/v3/certs`,
     tokeninfoUrl: `${url}/tokeninfo`,
     iamUrl: iam.url,
+    sts,
+    storage,
     issuer,
     stats,
     registerServiceAccount(a) {
@@ -568,10 +641,44 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     revokeTokenCreator(account, member) {
       accounts.get(account)?.tokenCreators.delete(member.replace(/^serviceAccount:/, '').toLowerCase());
     },
+    allowLifetimeExtension(email) {
+      const a = accounts.get(email);
+      if (!a) throw new Error(`unknown service account ${email}`);
+      a.lifetimeExtension = true;
+    },
+    revokeAccessToken(token) {
+      const info = accessTokens.get(token);
+      if (!info) throw new Error('not an access token the stand-in issued');
+      info.revoked = true;
+    },
     async startMetadataServer(o) {
       const m = await startMetadataServer(context, { ...o, host: o.host ?? host });
       metadataServers.add(m);
       return m;
+    },
+    async startGitHubIssuer(o = {}) {
+      const issuer = await startGitHubActionsIssuer({
+        host,
+        ...o,
+        onSecret: (secret) => {
+          options.onSecret?.(secret);
+          o.onSecret?.(secret);
+        },
+      });
+      issuers.add(issuer);
+      return issuer;
+    },
+    async startKubernetesIssuer(o = {}) {
+      const issuer = await startKubernetes({
+        host,
+        ...o,
+        onSecret: (secret) => {
+          options.onSecret?.(secret);
+          o.onSecret?.(secret);
+        },
+      });
+      issuers.add(issuer);
+      return issuer;
     },
     injectIamFault(fault, times) {
       iam!.injectFault(fault, times);
@@ -583,14 +690,17 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     reset() {
       faults.length = 0;
       iam!.reset();
+      sts.reset();
+      storage.reset();
       for (const m of metadataServers) m.reset();
+      for (const i of issuers) i.reset();
     },
     setAccessTokenLifetime(seconds) {
       lifetime = seconds;
     },
     close: async () => {
-      await Promise.all([...metadataServers].map((m) => m.close()));
-      await iam!.close();
+      await Promise.all([...metadataServers, ...issuers].map((m) => m.close()));
+      await Promise.all([iam!.close(), sts.close(), storage.close()]);
       await new Promise<void>((resolve) => {
         for (const res of hanging) res.destroy();
         server.closeAllConnections();

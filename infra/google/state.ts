@@ -1,9 +1,10 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CompiledBoundary } from './boundary.js';
 import type { RsaKeyPool } from './rsa-pool.js';
 
-/** Who minted an access token: the token endpoint, a metadata server, or the IAM Credentials API. */
-export type TokenOrigin = 'oauth' | 'metadata' | 'iam';
+/** Who minted an access token: the token endpoint, a metadata server, the IAM Credentials API, or STS (downscoped). */
+export type TokenOrigin = 'oauth' | 'metadata' | 'iam' | 'sts';
 
 /** What the stand-in remembers about an access token it issued (what `/tokeninfo` describes). */
 export interface AccessTokenInfo {
@@ -16,6 +17,11 @@ export interface AccessTokenInfo {
   /** Seconds since the epoch. */
   exp: number;
   origin: TokenOrigin;
+  /** Revoked (see `GoogleStandIn.revokeAccessToken`): refused everywhere from then on. */
+  revoked?: boolean;
+  /** For a downscoped token (origin `sts`): its Credential Access Boundary, and the token it was exchanged from. */
+  boundary?: CompiledBoundary;
+  sourceToken?: string;
 }
 
 /** A service account the stand-in knows: its public keys, and for a keyless one its system-managed key. */
@@ -33,6 +39,11 @@ export interface Account {
   systemKey?: Promise<{ kid: string; privateKey: KeyObject }>;
   /** Members (emails) that hold `roles/iam.serviceAccountTokenCreator` on this account. */
   tokenCreators: Set<string>;
+  /**
+   * Listed in the org policy `constraints/iam.allowServiceAccountCredentialLifetimeExtension`:
+   * `generateAccessToken` takes a `lifetime` up to 12 h instead of 1 h.
+   */
+  lifetimeExtension?: boolean;
 }
 
 /** The state the OAuth server, the metadata servers and the IAM API share. */
@@ -48,6 +59,46 @@ export interface StandInContext {
   readonly rsaKeys: RsaKeyPool;
   /** Reports a token or signed JWT it issued (for leak scans). */
   onSecret(secret: string): void;
+}
+
+/** The stand-in's record of an access token that is live now (issued here, not expired, not revoked), or undefined. */
+export function liveAccessToken(
+  ctx: Pick<StandInContext, 'accessTokens' | 'now'>,
+  token: string | undefined,
+) {
+  const info = token === undefined ? undefined : ctx.accessTokens.get(token);
+  if (!info || info.revoked || info.exp <= Math.floor(ctx.now() / 1000)) return undefined;
+  return info;
+}
+
+/** The bearer token of `Authorization: Bearer <token>`, if any. */
+export function bearerOf(req: IncomingMessage): string | undefined {
+  return /^Bearer ([\x21-\x7e]+)$/i.exec(req.headers.authorization ?? '')?.[1];
+}
+
+/**
+ * Faults queued for the next requests: each entry plays `remaining` times,
+ * on the requests its `only` accepts (all when absent).
+ */
+export class FaultQueue<F extends { only?: string }> {
+  readonly #entries: Array<{ fault: F; remaining: number }> = [];
+
+  push(fault: F, times = 1): void {
+    this.#entries.push({ fault, remaining: times });
+  }
+
+  /** The next fault for a request of kind `kind`, consuming one play of it. */
+  take(kind: string): F | undefined {
+    const i = this.#entries.findIndex((e) => e.fault.only === undefined || e.fault.only === kind);
+    if (i < 0) return undefined;
+    const entry = this.#entries[i]!;
+    if (--entry.remaining <= 0) this.#entries.splice(i, 1);
+    return entry.fault;
+  }
+
+  clear(): void {
+    this.#entries.length = 0;
+  }
 }
 
 /** Google's numeric subject for an email that is not a registered account (stable, 15 hex digits as decimal). */

@@ -428,6 +428,67 @@ describe('IAM Credentials stand-in: fixed latency and addressing', () => {
   });
 });
 
+describe('IAM Credentials stand-in: lifetimes past an hour (constraints/iam.allowServiceAccountCredentialLifetimeExtension)', () => {
+  const LONG = 'long-job@acme.iam.gserviceaccount.com';
+  const SIX_HOURS = 21600;
+  const longLived = (targetPrincipal: string) =>
+    new Impersonated({
+      sourceClient: new Compute(),
+      targetPrincipal,
+      targetScopes: [CLOUD_PLATFORM],
+      lifetime: SIX_HOURS,
+      endpoint: google.iamUrl,
+    });
+
+  beforeAll(() => {
+    google.registerKeylessAccount(LONG);
+    google.grantTokenCreator(LONG, BROKER);
+    google.allowLifetimeExtension(LONG);
+  });
+
+  it('gives Impersonated a 6 h token for an account the org policy lists', async () => {
+    const client = longLived(LONG);
+    const started = Date.now();
+    const { token } = await client.getAccessToken();
+    // google-auth-library reads expireTime; tokeninfo agrees.
+    expect(Math.abs(client.credentials.expiry_date! - (started + SIX_HOURS * 1000))).toBeLessThan(5_000);
+    const info = await tokeninfo(token!);
+    expect(info['email']).toBe(LONG);
+    expect(Number(info['expires_in'])).toBeGreaterThan(SIX_HOURS - 10);
+    expect(Number(info['expires_in'])).toBeLessThanOrEqual(SIX_HOURS);
+  });
+
+  it("fails Impersonated with Google's 400 for an account the policy does not list, and mints nothing", async () => {
+    const before = google.stats.iamRequests.generateAccessToken;
+    const err = await longLived(JOB)
+      .getAccessToken()
+      .catch((e: unknown) => e as Error & { status?: number });
+    expect((err as { status?: number }).status).toBe(400);
+    expect((err as Error).message).toBe(
+      `INVALID_ARGUMENT: unable to impersonate: Access tokens for service account ${JOB} can not have lifetimes of more than 1 hour. Use the Org Policy Constraint constraints/iam.allowServiceAccountCredentialLifetimeExtension to allow up to 12 hours.`,
+    );
+    expect(google.stats.iamRequests.generateAccessToken - before).toBe(1);
+  });
+
+  it('takes 3600s from anyone, 43200s from a listed account, and refuses 0s and more than 12 h', async () => {
+    const scope = [CLOUD_PLATFORM];
+    expect((await iam(JOB, 'generateAccessToken', { scope, lifetime: '3600s' })).status).toBe(200);
+    const longest = await iam(LONG, 'generateAccessToken', { scope, lifetime: '43200s' });
+    expect(longest.status).toBe(200);
+    expect(Math.abs(Date.parse(String(longest.json['expireTime'])) - Date.now() - 43_200_000)).toBeLessThan(
+      5_000,
+    );
+    const tooLong = await iam(LONG, 'generateAccessToken', { scope, lifetime: '43201s' });
+    expect([tooLong.status, tooLong.json['error']?.['status']]).toEqual([400, 'INVALID_ARGUMENT']);
+    const zero = await iam(LONG, 'generateAccessToken', { scope, lifetime: '0s' });
+    expect(zero.json['error']).toEqual({
+      code: 400,
+      message: 'Lifetime of access token must be larger then zero.',
+      status: 'INVALID_ARGUMENT',
+    });
+  });
+});
+
 describe.skipIf(!pythonAvailable())("IAM Credentials stand-in, driven by Python's google-auth", () => {
   it('impersonated_credentials: an access token, a delegated user token via signJwt, and an ID token', async () => {
     const before = { ...google.stats.iamRequests };
