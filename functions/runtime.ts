@@ -67,7 +67,6 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
     now,
   });
   const broker = createBroker({
-    policy: config.policy,
     minters: {
       keyed: createKeyedMinter({
         keys: createKeyStore({ secrets, ttlMs: config.keyTtlSeconds * 1000, now }),

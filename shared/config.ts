@@ -1,3 +1,4 @@
+import { urlProblem } from '../packages/wire/rules.js';
 import { ConfigError } from './errors.js';
 import { compilePolicy } from './policy/load.js';
 import type { CompiledPolicy } from './policy/types.js';
@@ -48,7 +49,6 @@ export interface LoadConfigIo {
 const HOST_AND_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
 // The metadata server's port is optional (Google's listens on 80).
 const HOST_PORT = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-fA-F:]+\](?::\d{1,5})?$/;
-const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
 
 /**
  * Reads and checks the whole configuration at once. Throws one ConfigError
@@ -64,7 +64,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
   };
   const url = (name: UrlSettingName): string => {
     const value = str(name) ?? SETTINGS[name].default;
-    const problem = checkUrl(value);
+    const problem = urlProblem(value);
     if (problem) problems.push(`${name}: ${problem}`);
     return value;
   };
@@ -147,7 +147,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
   if ((upstashUrl === undefined) !== (upstashToken === undefined)) {
     problems.push('set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither');
   } else if (upstashUrl !== undefined && upstashToken !== undefined) {
-    const problem = checkUrl(upstashUrl);
+    const problem = urlProblem(upstashUrl);
     if (problem) problems.push(`UPSTASH_REDIS_REST_URL: ${problem}`);
     upstash = { url: upstashUrl, token: upstashToken };
   }
@@ -207,14 +207,4 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
   };
   if (problems.length > 0) throw new ConfigError('broker configuration', problems);
   return config;
-}
-
-/** `https:` anywhere, `http:` only on loopback (docs/configuration.md). Returns the problem, or undefined. */
-export function checkUrl(value: string): string | undefined {
-  if (!URL.canParse(value)) return `${JSON.stringify(value)} is not a URL`;
-  const u = new URL(value);
-  if (u.username || u.password) return 'must not carry credentials';
-  if (u.protocol === 'https:') return undefined;
-  if (u.protocol === 'http:' && LOOPBACK.test(u.hostname)) return undefined;
-  return `must be https (http is accepted only for loopback hosts), got ${u.protocol}//${u.host}`;
 }

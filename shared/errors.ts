@@ -42,6 +42,13 @@ export interface BrokerErrorOptions {
    * a tenant): it reaches the request's log line, never the answer.
    */
   remedy?: string;
+  /**
+   * Why, as a stable machine-readable code, like jose's `.reason`: a
+   * denial's failed dimension (`scope_not_granted`), why a caller token was
+   * refused (`expired`, `wrong_audience`). It reaches the audit line, never
+   * the answer: callers get the text.
+   */
+  reason?: string;
 }
 
 /** The base of every error the broker answers with. */
@@ -49,6 +56,7 @@ export class BrokerError extends Error {
   readonly code: ErrorCode;
   readonly retryAfterSeconds: number | undefined;
   readonly upstreamError: string | undefined;
+  readonly reason: string | undefined;
   declare readonly upstreamBody: unknown;
   declare readonly remedy: string | undefined;
 
@@ -58,6 +66,7 @@ export class BrokerError extends Error {
     this.code = code;
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.upstreamError = options.upstreamError;
+    this.reason = options.reason;
     Object.defineProperty(this, 'upstreamBody', { value: options.upstreamBody, enumerable: false });
     Object.defineProperty(this, 'remedy', { value: options.remedy, enumerable: false });
   }
@@ -66,6 +75,11 @@ export class BrokerError extends Error {
   get status(): number {
     return HTTP_STATUS[this.code];
   }
+}
+
+/** A `400 invalid_request` that says what is wrong with the request. */
+export function invalidRequest(description: string): BrokerError {
+  return new BrokerError('invalid_request', description);
 }
 
 /** The JSON body of an error response. */

@@ -1,3 +1,4 @@
+import { SCOPE, TENANT_ID } from '../packages/wire/rules.js';
 import {
   type IdTokenRequestBody,
   type JwtRequestBody,
@@ -6,15 +7,15 @@ import {
   type TokenRequestBody,
 } from '../packages/wire/wire.js';
 import { canonicalEmail } from './email.js';
-import { BrokerError } from './errors.js';
+import { invalidRequest as invalid } from './errors.js';
 
-/** What a request asks a token for: a service account by email, or a tenant by id. */
-export type Target = { readonly serviceAccount: string } | { readonly tenant: string };
+/** Who a request asks a token for, validated: a service account by canonical email, or a tenant by id. */
+export type AccountRef = { readonly serviceAccount: string } | { readonly tenant: string };
 
 /** A validated `token` request; scopes are de-duplicated and sorted. */
 export interface TokenRequest {
   readonly kind: 'token';
-  readonly target: Target;
+  readonly for: AccountRef;
   readonly scopes: readonly string[];
   readonly subject: string | undefined;
   readonly minLifetimeSeconds: number;
@@ -23,7 +24,7 @@ export interface TokenRequest {
 /** A validated `jwt` request: exactly one of `audience` or `scopes`. */
 export interface JwtRequest {
   readonly kind: 'jwt';
-  readonly target: Target;
+  readonly for: AccountRef;
   readonly audience: string | undefined;
   readonly scopes: readonly string[];
   readonly minLifetimeSeconds: number;
@@ -32,7 +33,7 @@ export interface JwtRequest {
 /** A validated `idtoken` request. */
 export interface IdTokenRequest {
   readonly kind: 'idtoken';
-  readonly target: Target;
+  readonly for: AccountRef;
   readonly audience: string;
   /** Always empty: an ID token carries an audience, not scopes. */
   readonly scopes: readonly string[];
@@ -42,12 +43,9 @@ export interface IdTokenRequest {
 export type MintRequest = TokenRequest | JwtRequest | IdTokenRequest;
 
 /** A validated `admin /purge` request. */
-export type PurgeRequest = { readonly all: true } | Target;
+export type PurgeRequest = { readonly all: true } | AccountRef;
 
 const MAX_SCOPES = 50;
-const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-// A scope is one printable ASCII token: whitespace or a comma would smuggle in a second scope.
-const SCOPE = /^[\x21-\x2b\x2d-\x7e]{1,512}$/;
 const URL_TEXT = /^[\x21-\x7e]{1,2048}$/;
 
 type Body = Record<string, unknown>;
@@ -67,7 +65,7 @@ export function parseTokenRequest(body: unknown): TokenRequest {
   if (scopes === undefined) throw invalid('"scopes" is required: a non-empty array of OAuth scopes');
   return {
     kind: 'token',
-    target: parseTarget(obj),
+    for: parseAccountRef(obj),
     scopes,
     subject: optionalEmail(obj, 'subject'),
     minLifetimeSeconds: parseMinLifetime(obj['minLifetimeSeconds']),
@@ -83,7 +81,7 @@ export function parseJwtRequest(body: unknown): JwtRequest {
     'scopes',
     'minLifetimeSeconds',
   ]);
-  const target = parseTarget(obj);
+  const account = parseAccountRef(obj);
   const scopes = parseScopes(obj['scopes']);
   const audience = obj['audience'] === undefined ? undefined : parseAudience(obj['audience']);
   if ((audience === undefined) === (scopes === undefined)) {
@@ -91,7 +89,7 @@ export function parseJwtRequest(body: unknown): JwtRequest {
   }
   return {
     kind: 'jwt',
-    target,
+    for: account,
     audience,
     scopes: scopes ?? [],
     minLifetimeSeconds: parseMinLifetime(obj['minLifetimeSeconds']),
@@ -106,12 +104,12 @@ export function parseIdTokenRequest(body: unknown): IdTokenRequest {
     'audience',
     'minLifetimeSeconds',
   ]);
-  const target = parseTarget(obj);
+  const account = parseAccountRef(obj);
   if (obj['audience'] === undefined)
     throw invalid('"audience" is required: the https URL the ID token is for');
   return {
     kind: 'idtoken',
-    target,
+    for: account,
     audience: parseAudience(obj['audience']),
     scopes: [],
     minLifetimeSeconds: parseMinLifetime(obj['minLifetimeSeconds']),
@@ -128,7 +126,7 @@ export function parsePurgeRequest(body: unknown): PurgeRequest {
     }
     return { all: true };
   }
-  return parseTarget(obj);
+  return parseAccountRef(obj);
 }
 
 /** Checks `body` is an object with no field outside `allowed`, the wire body's own fields. */
@@ -143,7 +141,7 @@ function object<W>(body: unknown, allowed: readonly AllKeys<W>[]): Body {
   return body as Body;
 }
 
-function parseTarget(obj: Body): Target {
+function parseAccountRef(obj: Body): AccountRef {
   const sa = obj['serviceAccount'];
   const tenant = obj['tenant'];
   if ((sa === undefined) === (tenant === undefined)) {
@@ -154,7 +152,7 @@ function parseTarget(obj: Body): Target {
     if (email === undefined) throw invalid('"serviceAccount" must be a service-account email');
     return { serviceAccount: email };
   }
-  if (typeof tenant !== 'string' || !TENANT.test(tenant)) {
+  if (typeof tenant !== 'string' || !TENANT_ID.test(tenant)) {
     throw invalid(
       '"tenant" must be a tenant id: lower-case letters, digits, "-" or "_", at most 63 characters',
     );
@@ -208,8 +206,4 @@ function parseMinLifetime(value: unknown): number {
     throw invalid(`"minLifetimeSeconds" must be an integer from 0 to ${MAX_MIN_LIFETIME_SECONDS}`);
   }
   return value;
-}
-
-function invalid(description: string): BrokerError {
-  return new BrokerError('invalid_request', description);
 }

@@ -1,8 +1,8 @@
 import type { Caller, CallerVerifier } from './adapters/caller-auth.js';
-import { ACCESS_DENIED, type Admission, type Broker, type PurgeResult, type Served } from './broker.js';
-import type { CacheOutcome } from './cache/types.js';
+import type { Admission, Broker, PurgeResult } from './broker.js';
+import type { CacheOutcome, Served } from './cache/types.js';
 import { BrokerError } from './errors.js';
-import { isAdmin, rateLimitFor } from './policy/evaluate.js';
+import { type Asked, type DenyReason, decide } from './policy/evaluate.js';
 import type { CompiledPolicy, Operation } from './policy/types.js';
 import type { RateLimiter } from './rate-limit.js';
 import {
@@ -42,7 +42,10 @@ export interface AuditRecord {
   minLifetimeSeconds?: number;
   all?: true;
   decision?: 'allow' | 'deny';
+  /** Why the request was refused, as a stable code: a denial's dimension, or why the caller's token failed. */
   reason?: string;
+  /** The index of the grant that allowed it. */
+  grant?: number;
   account?: string;
   /** How the account's tokens are minted: with its key, or keyless through IAM. */
   accountMode?: 'keyed' | 'keyless';
@@ -55,13 +58,13 @@ export type Result =
   | { readonly ok: true; readonly purged: PurgeResult; readonly audit: AuditRecord }
   | { readonly ok: false; readonly error: unknown; readonly audit: AuditRecord };
 
-/** The broker as its front doors see it: verify → rate limit → authorise (once) → serve. */
+/** The broker as its front doors see it: verify → decide (the policy, once) → rate limit → serve. */
 export interface Service {
   /**
-   * Answers a call. A call whose caller token was verified before and
-   * whose token is in this instance's memory is answered synchronously,
-   * without a promise or any I/O; anything else returns a promise. Never
-   * throws: failures are `{ ok: false, error }`.
+   * Answers a call. A call whose caller token was verified before, whose
+   * caller has no rate limit and whose token is in this instance's memory is
+   * answered synchronously, without a promise or any I/O; anything else
+   * returns a promise. Never throws: failures are `{ ok: false, error }`.
    */
   handle(call: Call): Result | Promise<Result>;
 }
@@ -74,6 +77,15 @@ export interface ServiceDeps {
 }
 
 const PARSERS = { token: parseTokenRequest, jwt: parseJwtRequest, idtoken: parseIdTokenRequest } as const;
+
+/**
+ * The text of every 403 (and of `invalid_target` at `sts`): the same for an
+ * unknown account or tenant and a forbidden one, so nobody can probe for
+ * names. It names the caller the broker verified, which is the caller's own.
+ */
+export function accessDenied(caller: string): string {
+  return `The broker policy does not allow ${caller} this request (service account or tenant, scopes, subject, audience or operation). Ask the broker operators for a grant.`;
+}
 
 /** Creates the service over its parts. */
 export function createService(deps: ServiceDeps): Service {
@@ -91,91 +103,123 @@ export function createService(deps: ServiceDeps): Service {
       : verifier.verify(credential.authorization, credential.serverlessAuthorization);
   }
 
-  function admit(caller: string, request: MintRequest, audit: AuditRecord): Admission {
-    describe(audit, request);
-    const result = broker.admit(caller, request);
-    if ('denied' in result) {
-      audit.decision = 'deny';
-      audit.reason = result.denied;
-      throw new BrokerError('access_denied', ACCESS_DENIED);
+  /** Everything after the caller is known: one path, synchronous until something needs I/O. */
+  function afterVerify(call: Call, caller: Caller, audit: AuditRecord): Result | Promise<Result> {
+    try {
+      audit.caller = caller.email;
+      const asked = parse(call, audit);
+      const decision = decide(policy, caller.email, asked);
+      const limit = decision.rateLimit;
+      if (limit === undefined) return act(asked, decision.outcome, caller, audit);
+      return deps.rateLimiter
+        .check(caller.email, limit)
+        .then((verdict) => {
+          if (!verdict.success) {
+            throw new BrokerError(
+              'rate_limited',
+              'This caller is over its request limit; retry after the given delay.',
+              { retryAfterSeconds: verdict.retryAfterSeconds },
+            );
+          }
+          return act(asked, decision.outcome, caller, audit);
+        })
+        .catch((error: unknown) => failed(error, audit));
+    } catch (error) {
+      return failed(error, audit);
     }
-    const { account } = result.admitted;
+  }
+
+  /** Carries out what the policy decided. */
+  function act(
+    asked: Asked,
+    outcome: ReturnType<typeof decide>['outcome'],
+    caller: Caller,
+    audit: AuditRecord,
+  ): Result | Promise<Result> {
+    if (!outcome.allowed) return denied(asked, outcome.reason, caller, audit);
     audit.decision = 'allow';
+    if ('purge' in outcome) {
+      return broker.purge(outcome.purge).then(
+        (purged): Result => {
+          audit.account = purged.accounts === 'all' ? '*' : purged.accounts.join(',');
+          return { ok: true, purged, audit };
+        },
+        (error: unknown) => failed(error, audit),
+      );
+    }
+    const { account, grant } = outcome;
+    audit.grant = grant;
     audit.account = account.email;
     audit.accountMode = account.mode;
-    return result.admitted;
-  }
-
-  function done(request: MintRequest, served: Served, audit: AuditRecord): Result {
-    audit.cache = served.cache;
-    return { ok: true, request, served, audit };
-  }
-
-  async function slow(call: Call, audit: AuditRecord, known: Caller | undefined): Promise<Result> {
-    try {
-      const caller = known ?? (await verify(call.credential));
-      audit.caller = caller.email;
-      const limit = rateLimitFor(policy, caller.email);
-      if (limit) {
-        const decision = await deps.rateLimiter.check(caller.email, limit);
-        if (!decision.success) {
-          throw new BrokerError(
-            'rate_limited',
-            'This caller is over its request limit; retry after the given delay.',
-            { retryAfterSeconds: decision.retryAfterSeconds },
-          );
-        }
-      }
-      if (call.action === 'purge') {
-        const request = parsePurgeRequest(call.body);
-        if ('all' in request) audit.all = true;
-        else Object.assign(audit, request);
-        if (!isAdmin(policy, caller.email)) {
-          audit.decision = 'deny';
-          audit.reason = 'not_admin';
-          throw new BrokerError('access_denied', ACCESS_DENIED);
-        }
-        audit.decision = 'allow';
-        const purged = await broker.purge(request);
-        audit.account = purged.accounts === 'all' ? '*' : purged.accounts.join(',');
-        return { ok: true, purged, audit };
-      }
-      const request = PARSERS[call.action](call.body);
-      const admission = admit(caller.email, request, audit);
-      return done(request, await broker.serve(admission), audit);
-    } catch (error) {
-      return { ok: false, error, audit };
-    }
+    const request = (asked as Extract<Asked, { action: 'mint' }>).request;
+    const admission: Admission = broker.admit(request, account);
+    const hit = broker.cached(admission);
+    if (hit !== undefined) return served(request, hit, audit);
+    return broker.serve(admission).then(
+      (token) => served(request, token, audit),
+      (error: unknown) => failed(error, audit),
+    );
   }
 
   return {
     handle(call) {
       const audit: AuditRecord = { operation: call.action };
+      let known: Caller | undefined;
       try {
-        const caller = cachedCaller(call.credential);
-        if (caller === undefined || call.action === 'purge' || rateLimitFor(policy, caller.email)) {
-          return slow(call, audit, caller);
-        }
-        audit.caller = caller.email;
-        const request = PARSERS[call.action](call.body);
-        const admission = admit(caller.email, request, audit);
-        const hit = broker.cached(admission);
-        if (hit !== undefined) return done(request, hit, audit);
-        return broker.serve(admission).then(
-          (served) => done(request, served, audit),
-          (error: unknown): Result => ({ ok: false, error, audit }),
-        );
+        known = cachedCaller(call.credential);
       } catch (error) {
-        return { ok: false, error, audit };
+        return failed(error, audit);
       }
+      if (known !== undefined) return afterVerify(call, known, audit);
+      return verify(call.credential).then(
+        (caller) => afterVerify(call, caller, audit),
+        (error: unknown) => failed(error, audit),
+      );
     },
   };
 }
 
-function describe(audit: AuditRecord, request: MintRequest): void {
-  Object.assign(audit, request.target);
+/** Reads the body into the request the action asks for, and notes it in the audit record. */
+function parse(call: Call, audit: AuditRecord): Asked {
+  if (call.action === 'purge') {
+    const request = parsePurgeRequest(call.body);
+    if ('all' in request) audit.all = true;
+    else Object.assign(audit, request);
+    return { action: 'purge', request };
+  }
+  const request = PARSERS[call.action](call.body);
+  Object.assign(audit, request.for);
   audit.scopes = request.scopes;
   if (request.kind === 'token' && request.subject !== undefined) audit.subject = request.subject;
   if (request.kind !== 'token' && request.audience !== undefined) audit.audience = request.audience;
   if (request.minLifetimeSeconds > 0) audit.minLifetimeSeconds = request.minLifetimeSeconds;
+  return { action: 'mint', request };
+}
+
+/**
+ * A denial: the one 403 for callers; the reason for the audit line. An
+ * admin's purge of an account or tenant the policy lacks is a 404 instead
+ * (an admin may read the policy anyway).
+ */
+function denied(asked: Asked, reason: DenyReason, caller: Caller, audit: AuditRecord): Result {
+  audit.decision = 'deny';
+  audit.reason = reason;
+  if (asked.action === 'purge' && reason === 'unknown_account') {
+    const what = 'serviceAccount' in asked.request ? 'service account' : 'tenant';
+    return failed(new BrokerError('not_found', `The policy has no such ${what}; nothing was purged.`), audit);
+  }
+  return failed(new BrokerError('access_denied', accessDenied(caller.email), { reason }), audit);
+}
+
+function served(request: MintRequest, token: Served, audit: AuditRecord): Result {
+  audit.cache = token.cache;
+  return { ok: true, request, served: token, audit };
+}
+
+function failed(error: unknown, audit: AuditRecord): Result {
+  // A refusal's reason (a denial's dimension, why a token failed) goes to the audit line.
+  if (audit.reason === undefined && error instanceof BrokerError && error.reason !== undefined) {
+    audit.reason = error.reason;
+  }
+  return { ok: false, error, audit };
 }

@@ -15,3 +15,10 @@ export function isMediaType(contentType: string | undefined, type: string): bool
 function unquote(value: string): string {
   return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
 }
+
+/** The bytes as UTF-8 text, without a byte order mark. */
+export function utf8(raw: Buffer | undefined): string {
+  if (raw === undefined) return '';
+  const text = raw.toString('utf8');
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}

@@ -1,16 +1,18 @@
+import { parseStsAudience } from '../../packages/wire/rules.js';
 import {
   ACCESS_TOKEN_TYPE,
-  STS_AUDIENCE_PREFIX,
   type StsRequestForm,
   type StsResponseBody,
   SUBJECT_TOKEN_TYPES,
   TOKEN_EXCHANGE_GRANT_TYPE,
 } from '../../packages/wire/wire.js';
-import { ACCESS_DENIED, type Served } from '../../shared/broker.js';
-import { BrokerError } from '../../shared/errors.js';
+import type { Served } from '../../shared/cache/types.js';
+import { BrokerError, invalidRequest as invalid } from '../../shared/errors.js';
 import { remainingSeconds } from '../../shared/lifetime.js';
 import type { Call } from '../../shared/service.js';
-import { isMediaType } from './media-type.js';
+import { cacheStatus, sendError, sendJson } from '../edge/respond.js';
+import type { Door, Written } from './door.js';
+import { isMediaType, utf8 } from './media-type.js';
 
 /**
  * OAuth 2.0 Token Exchange (RFC 8693) as the broker speaks it, so that
@@ -24,23 +26,9 @@ const REQUIRED = [
   'subject_token',
   'subject_token_type',
   'audience',
-  'scope',
 ] as const satisfies readonly (keyof StsRequestForm)[];
-// `//token-broker/serviceAccounts/EMAIL` or `//token-broker/tenants/ID`, then optionally `/subjects/USER_EMAIL`.
-const AUDIENCE =
-  /^\/\/token-broker\/(serviceAccounts|tenants)\/([^/\s]{1,254})(?:\/subjects\/([^/\s]{1,254}))?$/;
-
-/** The audience of a credential file for a target (the inverse of the parse below). */
-export function tokenExchangeAudience(
-  target: { serviceAccount: string } | { tenant: string },
-  subject?: string,
-): string {
-  const base =
-    'serviceAccount' in target
-      ? `${STS_AUDIENCE_PREFIX}serviceAccounts/${target.serviceAccount}`
-      : `${STS_AUDIENCE_PREFIX}tenants/${target.tenant}`;
-  return subject === undefined ? base : `${base}/subjects/${subject}`;
-}
+/** The scope asked when a form names none, as Google's own STS assumes (Python's google-auth sends none). */
+export const DEFAULT_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 
 /**
  * Reads a token-exchange form into a `token` call. Throws `unsupported_media_type`,
@@ -55,7 +43,7 @@ export function parseTokenExchange(contentType: string | undefined, rawBody: Buf
       'Send the token exchange as a form, with Content-Type: application/x-www-form-urlencoded.',
     );
   }
-  const form = readForm(rawBody === undefined ? '' : rawBody.toString('utf8'));
+  const form = readForm(utf8(rawBody));
   const one = (name: string): string | undefined => {
     const values = form.getAll(name);
     if (values.length > 1) throw invalid(`the parameter "${name}" is repeated`);
@@ -79,18 +67,18 @@ export function parseTokenExchange(contentType: string | undefined, rawBody: Buf
   if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE) {
     throw invalid(`requested_token_type, when given, must be ${ACCESS_TOKEN_TYPE}`);
   }
-  const m = AUDIENCE.exec(values.audience as string);
-  if (m === null) {
+  const named = parseStsAudience(values.audience as string);
+  if (named === undefined) {
     throw invalid(
       'audience must be //token-broker/serviceAccounts/EMAIL or //token-broker/tenants/ID, optionally followed by /subjects/USER_EMAIL',
     );
   }
-  const [, kind, name, subject] = m;
+  const scopes = (one('scope') ?? '').split(' ').filter((s) => s !== '');
   const body: Record<string, unknown> = {
-    [kind === 'serviceAccounts' ? 'serviceAccount' : 'tenant']: name,
-    scopes: (values.scope as string).split(' ').filter((s) => s !== ''),
+    ...named.account,
+    scopes: scopes.length === 0 ? [DEFAULT_SCOPE] : scopes,
   };
-  if (subject !== undefined) body['subject'] = subject;
+  if (named.subject !== undefined) body['subject'] = named.subject;
   return { action: 'token', credential: { subjectToken: (values.subject_token as string).trim() }, body };
 }
 
@@ -116,7 +104,7 @@ function readForm(text: string): URLSearchParams {
 }
 
 /** RFC 8693 §2.2.1's answer for a served token. */
-export function tokenExchangeResponse(served: Served, nowMs: number): StsResponseBody {
+function tokenExchangeResponse(served: Served, nowMs: number): StsResponseBody {
   return {
     access_token: served.token,
     issued_token_type: ACCESS_TOKEN_TYPE,
@@ -142,10 +130,31 @@ export function tokenExchangeError(err: unknown): unknown {
       },
     );
   }
-  if (err.code === 'access_denied') return new BrokerError('invalid_target', ACCESS_DENIED, { cause: err });
+  if (err.code === 'access_denied') return new BrokerError('invalid_target', err.message, { cause: err });
   return err;
 }
 
-function invalid(description: string): BrokerError {
-  return new BrokerError('invalid_request', description);
-}
+/**
+ * OAuth 2.0 Token Exchange (RFC 8693), the door Google's auth libraries use
+ * from an `external_account` credential file: a form in, a `token` call
+ * out; RFC 8693 and RFC 6749 JSON back.
+ */
+export const tokenExchangeDoor: Door = {
+  read: (req) => parseTokenExchange(req.headers['content-type'], req.rawBody),
+
+  answer(res, result, requestId, nowMs): Written {
+    if (!('served' in result)) throw new TypeError('token exchange only mints');
+    const body = tokenExchangeResponse(result.served, nowMs);
+    return { status: 200, size: sendJson(res, 200, body, requestId, cacheStatus(result.served)) };
+  },
+
+  fail(res, err, requestId): Written {
+    const sent = sendError(res, tokenExchangeError(err), requestId);
+    return {
+      status: sent.status,
+      size: sent.size,
+      error: sent.body.error,
+      ...(sent.body.upstream_error === undefined ? {} : { upstreamError: sent.body.upstream_error }),
+    };
+  },
+};

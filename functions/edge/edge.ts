@@ -6,8 +6,6 @@ import { type BodyRequest, MAX_BODY_BYTES, readBody, tooLarge } from './body.js'
 import { requestLogFields } from './request-log.js';
 import { sendError } from './respond.js';
 
-export { MAX_BODY_BYTES } from './body.js';
-
 /** Milliseconds a client has to send its request headers; then it gets a 408 and the connection is closed. */
 export const HEADERS_TIMEOUT_MS = 5_000;
 /** Milliseconds a client has to send its whole request, headers and body; then the same. */

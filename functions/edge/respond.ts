@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Served } from '../../shared/cache/types.js';
 import { type ErrorBody, toErrorBody } from '../../shared/errors.js';
 
 /**
@@ -50,4 +51,15 @@ export function sendError(
   if (status === 401) headers.push('WWW-Authenticate', 'Bearer error="invalid_token"');
   if (status === 405) headers.push('Allow', 'POST');
   return { status, body, size: sendJson(res, status, body, requestId, headers) };
+}
+
+const CACHE_STATUS = {
+  hit: ['Cache-Status', 'broker; hit'],
+  miss: ['Cache-Status', 'broker; fwd=miss'],
+  stale: ['Cache-Status', 'broker; hit; detail=stale'],
+} as const;
+
+/** The RFC 9211 `Cache-Status` header of a served token, as a name/value pair for `sendJson`. */
+export function cacheStatus(served: Served): readonly string[] {
+  return CACHE_STATUS[served.cache];
 }

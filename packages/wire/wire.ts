@@ -1,20 +1,20 @@
 /**
  * The broker's JSON API on the wire (docs/contract.md, "Requests", "Responses"
  * and "Token exchange"): request and response bodies, and the closed list of
- * error codes. Types and constant lists only, with no imports, so that the
- * server, the client and its own npm package share one definition.
+ * error codes. Types and constant lists only (the rules both sides apply are
+ * in `rules.ts`), importing nothing else, so that the server, the client and
+ * its own npm package share one definition.
  */
 
-/** Who a token is for: a service account by email, or a tenant by id; never both. */
-export type WireTarget =
-  | { serviceAccount: string; tenant?: never }
-  | { tenant: string; serviceAccount?: never };
+import type { AccountRef } from './rules.js';
+
+export type { AccountRef } from './rules.js';
 
 /** Longest `minLifetimeSeconds` the broker accepts: no Google token lasts longer than an hour. */
 export const MAX_MIN_LIFETIME_SECONDS = 3300;
 
 /** `POST /token`: an OAuth 2.0 access token. */
-export type TokenRequestBody = WireTarget & {
+export type TokenRequestBody = AccountRef & {
   /** Required, non-empty; the broker drops duplicates and ignores the order. */
   scopes: string[];
   /** The user to act as (domain-wide delegation). */
@@ -24,13 +24,13 @@ export type TokenRequestBody = WireTarget & {
 };
 
 /** `POST /jwt`: a self-signed JWT for exactly one of `audience` or `scopes`. */
-export type JwtRequestBody = WireTarget &
+export type JwtRequestBody = AccountRef &
   ({ audience: string; scopes?: never } | { scopes: string[]; audience?: never }) & {
     minLifetimeSeconds?: number;
   };
 
 /** `POST /idtoken`: a Google-signed ID token for `audience` (an https URL). */
-export type IdTokenRequestBody = WireTarget & { audience: string; minLifetimeSeconds?: number };
+export type IdTokenRequestBody = AccountRef & { audience: string; minLifetimeSeconds?: number };
 
 /** `POST /admin/purge`: drops cached tokens of an account, a tenant, or all of them. */
 export type PurgeRequestBody = { serviceAccount: string } | { tenant: string } | { all: true };
@@ -87,8 +87,6 @@ export const SUBJECT_TOKEN_TYPES = [
 export type SubjectTokenType = (typeof SUBJECT_TOKEN_TYPES)[number];
 /** The one token type the `sts` endpoint issues. */
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
-/** Prefix of an `sts` audience: `//token-broker/serviceAccounts/EMAIL` or `//token-broker/tenants/ID`, optionally + `/subjects/USER_EMAIL`. */
-export const STS_AUDIENCE_PREFIX = '//token-broker/';
 
 /** `POST /sts`, an `application/x-www-form-urlencoded` body; other parameters are ignored. */
 export interface StsRequestForm {

@@ -110,21 +110,26 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
     const t = now() / 1000;
     const tol = options.clockToleranceSeconds;
     if (typeof payload.iss !== 'string' || !issuers.includes(payload.iss))
-      throw invalid('the token has the wrong issuer');
+      throw refused('wrong_issuer', 'the token has the wrong issuer');
     const aud = payload.aud;
     if (
       !(aud === options.audience || (Array.isArray(aud) && aud.length === 1 && aud[0] === options.audience))
     ) {
-      throw invalid('the token is for another audience');
+      throw refused(
+        'wrong_audience',
+        `the token is for another audience; the broker expects \`aud\` ${options.audience}`,
+      );
     }
     if (typeof payload.exp !== 'number' || typeof payload.iat !== 'number')
-      throw invalid('the token lacks `exp` or `iat`');
-    if (payload.exp <= t - tol) throw invalid('the token has expired');
-    if (payload.iat > t + tol) throw invalid('the token was issued in the future');
-    if (typeof payload.nbf === 'number' && payload.nbf > t + tol) throw invalid('the token is not valid yet');
-    if (payload['email_verified'] !== true) throw invalid('the token has no verified email');
+      throw refused('missing_claims', 'the token lacks `exp` or `iat`');
+    if (payload.exp <= t - tol) throw refused('expired', 'the token has expired');
+    if (payload.iat > t + tol) throw refused('issued_in_future', 'the token was issued in the future');
+    if (typeof payload.nbf === 'number' && payload.nbf > t + tol)
+      throw refused('not_yet_valid', 'the token is not valid yet');
+    if (payload['email_verified'] !== true)
+      throw refused('no_verified_email', 'the token has no verified email');
     const email = canonicalEmail(payload['email']);
-    if (email === undefined) throw invalid('the token has no valid email');
+    if (email === undefined) throw refused('no_verified_email', 'the token has no valid email');
     return { email, sub: typeof payload.sub === 'string' ? payload.sub : '', iss: payload.iss };
   }
 
@@ -139,34 +144,39 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
 
     async verify(authorization, serverlessAuthorization, origin = 'header') {
       if (authorization === undefined || authorization === '') {
-        throw invalid('send your Google ID token in `Authorization: Bearer <token>`');
+        throw refused('no_credential', 'send your Google ID token in `Authorization: Bearer <token>`');
       }
       if (authorization.length > MAX_CREDENTIAL_BYTES) {
-        throw invalid(`the credential is longer than ${MAX_CREDENTIAL_BYTES} bytes`);
+        throw refused('credential_too_large', `the credential is longer than ${MAX_CREDENTIAL_BYTES} bytes`);
       }
       const token = bearerToken(authorization);
-      if (token === undefined) throw invalid('the Authorization header is not `Bearer <JWT>`');
+      if (token === undefined) throw refused('malformed', 'the Authorization header is not `Bearer <JWT>`');
       const key = tokenKey(token);
       const known = verified.get(key);
       if (known !== undefined) {
         if (unexpired(known)) return known.caller;
         verified.delete(key);
-        throw invalid('the token has expired');
+        throw refused('expired', 'the token has expired');
       }
 
       if (token.endsWith(`.${REMOVED}`)) {
         if (origin === 'subject_token') {
-          throw invalid('a subject_token must carry its signature: Cloud Run never checks a form body');
+          throw refused(
+            'signature_removed',
+            'a subject_token must carry its signature: Cloud Run never checks a form body',
+          );
         }
         if (!options.allowSignatureRemovedByGoogle) {
-          throw invalid(
+          throw refused(
+            'signature_removed',
             "the token's signature was removed by Cloud Run's IAM check. Send the ID token in `X-Serverless-Authorization` (for Cloud Run) and in `Authorization` (for the broker)",
           );
         }
         // Cloud Run removes the signature of the header it checked. With X-Serverless-Authorization present, that
         // header was the one checked and Authorization arrived as the client wrote it: anyone can write this.
         if (serverlessAuthorization !== undefined) {
-          throw invalid(
+          throw refused(
+            'signature_removed',
             'a token without its signature is accepted only when Cloud Run checked it, and with `X-Serverless-Authorization` present Cloud Run checks that header instead; send the signed ID token in `Authorization`',
           );
         }
@@ -176,9 +186,9 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
           header = decodeProtectedHeader(token);
           payload = decodeJwt(token);
         } catch {
-          throw invalid('the token is malformed');
+          throw refused('malformed', 'the token is malformed');
         }
-        if (header.alg !== 'RS256') throw invalid('only RS256 tokens are accepted');
+        if (header.alg !== 'RS256') throw refused('alg_not_allowed', 'only RS256 tokens are accepted');
         return checkClaims(payload);
       }
 
@@ -191,10 +201,12 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
         }));
       } catch (err) {
         if (err instanceof BrokerError) throw err;
-        if (err instanceof errors.JWTExpired) throw invalid('the token has expired');
-        if (err instanceof errors.JOSEAlgNotAllowed) throw invalid('only RS256 tokens are accepted');
-        if (err instanceof errors.JWTClaimValidationFailed) throw invalid('the token has an invalid claim');
-        throw invalid('the token signature does not verify');
+        if (err instanceof errors.JWTExpired) throw refused('expired', 'the token has expired');
+        if (err instanceof errors.JOSEAlgNotAllowed)
+          throw refused('alg_not_allowed', 'only RS256 tokens are accepted');
+        if (err instanceof errors.JWTClaimValidationFailed)
+          throw refused('invalid_claim', 'the token has an invalid claim');
+        throw refused('bad_signature', 'the token signature does not verify');
       }
       const caller = checkClaims(payload);
       verified.set(key, { caller: Object.freeze(caller), exp: payload.exp as number });
@@ -203,6 +215,24 @@ export function createCallerVerifier(options: CallerVerifierOptions): CallerVeri
   };
 }
 
-function invalid(reason: string): BrokerError {
-  return new BrokerError('invalid_token', `Caller authentication failed: ${reason}.`);
+/** Why a caller token was refused: the stable code for the audit line, the text for the caller. */
+export type RefusalReason =
+  | 'no_credential'
+  | 'credential_too_large'
+  | 'malformed'
+  | 'signature_removed'
+  | 'alg_not_allowed'
+  | 'bad_signature'
+  | 'invalid_claim'
+  | 'missing_claims'
+  | 'wrong_issuer'
+  | 'wrong_audience'
+  | 'expired'
+  | 'issued_in_future'
+  | 'not_yet_valid'
+  | 'no_verified_email';
+
+/** A `401 invalid_token` with its reason. */
+function refused(reason: RefusalReason, text: string): BrokerError {
+  return new BrokerError('invalid_token', `Caller authentication failed: ${text}.`, { reason });
 }

@@ -1,10 +1,10 @@
 import { Lru } from '../lru.js';
 import { SETTINGS } from '../settings.js';
-import { type CachedToken, cacheKeyString, type PurgeSelector, type TokenCache } from './types.js';
+import { cacheKeyString, type PurgeSelector, type Token, type TokenCache } from './types.js';
 
 interface Entry {
   readonly account: string;
-  readonly value: CachedToken;
+  readonly value: Token;
 }
 
 /** Options of the in-process cache. */

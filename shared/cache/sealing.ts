@@ -6,7 +6,7 @@ import {
   randomBytes,
   timingSafeEqual,
 } from 'node:crypto';
-import type { CachedToken } from './types.js';
+import type { Token } from './types.js';
 
 /**
  * Keys derived from `BROKER_CACHE_KEY` (HKDF-SHA256, one `info` per use), so
@@ -77,7 +77,7 @@ const TAG_BYTES = 16;
  * is bound to the ciphertext, so a value copied under another name, or read
  * under other generations, does not decrypt. Returns `base64url(iv || ciphertext || tag)`.
  */
-export function seal(keys: CacheKeys, aad: string, token: CachedToken): string {
+export function seal(keys: CacheKeys, aad: string, token: Token): string {
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', keys.sealing, iv);
   cipher.setAAD(Buffer.from(aad, 'utf8'));
@@ -91,7 +91,7 @@ export function seal(keys: CacheKeys, aad: string, token: CachedToken): string {
 }
 
 /** Decrypts what `seal` wrote under the same `aad`; undefined when it was tampered with, moved or is malformed. */
-export function open(keys: CacheKeys, aad: string, value: string): CachedToken | undefined {
+export function open(keys: CacheKeys, aad: string, value: string): Token | undefined {
   const sealed = Buffer.from(value, 'base64url');
   if (sealed.length < IV_BYTES + TAG_BYTES + 2) return undefined;
   try {

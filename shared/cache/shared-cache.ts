@@ -12,7 +12,7 @@ import {
   open,
   seal,
 } from './sealing.js';
-import { type CachedToken, type CacheKeyParts, cacheKeyString, type PurgeSelector } from './types.js';
+import { type CacheKeyParts, cacheKeyString, type PurgeSelector, type Token } from './types.js';
 
 /**
  * The few Redis commands the shared cache uses: a narrow seam that the real
@@ -39,7 +39,7 @@ export interface Generations {
 
 /** What a lookup found: the token (if any, and still decryptable) and the generations now in force. */
 export interface Lookup {
-  readonly token: CachedToken | undefined;
+  readonly token: Token | undefined;
   readonly gens: Generations;
   /** Asked with `withLock`: until when a genuine mint lock is held by another instance (epoch ms), if one is. */
   readonly lockedUntil?: number | undefined;
@@ -338,7 +338,7 @@ export class SharedTokenCache {
   }
 
   /** Stores a token under the generations it was looked up with, until it really expires. */
-  async store(parts: CacheKeyParts, gens: Generations, token: CachedToken): Promise<void> {
+  async store(parts: CacheKeyParts, gens: Generations, token: Token): Promise<void> {
     const px = token.expiresAt - this.#now();
     if (px <= 0) return;
     const name = this.#entry(parts);

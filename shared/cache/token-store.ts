@@ -4,12 +4,13 @@ import { SETTINGS } from '../settings.js';
 import { SingleFlight } from '../single-flight.js';
 import type { Generations, SharedTokenCache } from './shared-cache.js';
 import {
-  type CachedToken,
   type CacheKeyParts,
   type CacheOutcome,
   cacheKeyString,
   type PurgeSelector,
+  type Served,
   type StorePurge,
+  type Token,
   type TokenCache,
 } from './types.js';
 
@@ -44,13 +45,7 @@ export interface TokenStoreOptions {
   onBackgroundError?: (err: unknown) => void;
 }
 
-/** A token served by the store, and where it came from. */
-export interface Stored {
-  readonly token: CachedToken;
-  readonly outcome: CacheOutcome;
-}
-
-interface L1Entry extends CachedToken {
+interface L1Entry extends Token {
   /**
    * Generations the token was seen under in L2, and when they were last
    * checked. With L2 configured, an entry without generations was minted
@@ -72,7 +67,7 @@ interface L1Entry extends CachedToken {
  */
 export class TokenStore {
   readonly #o: Required<Omit<TokenStoreOptions, 'l2'>> & { l2: SharedTokenCache | undefined };
-  readonly #flights = new SingleFlight<Stored>();
+  readonly #flights = new SingleFlight<Served>();
   /** Bumped by every purge here: a mint or lookup that started before a purge does not fill L1 after it. */
   #purges = 0;
 
@@ -96,27 +91,23 @@ export class TokenStore {
    * skew) left, minting it with `mint` when no cache has one. Throws what
    * `mint` throws, unless a stale token can be served instead.
    */
-  async serve(
-    parts: CacheKeyParts,
-    minLifetimeSeconds: number,
-    mint: () => Promise<CachedToken>,
-  ): Promise<Stored> {
+  async serve(parts: CacheKeyParts, minLifetimeSeconds: number, mint: () => Promise<Token>): Promise<Served> {
     const o = this.#o;
     const seen = await this.#fromL1(parts);
     if (seen && isServable(seen.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
       this.#maybeRefreshAhead(parts, seen, mint);
-      return { token: seen, outcome: 'hit' };
+      return served(seen, 'hit');
     }
     const key = cacheKeyString(parts);
     try {
       // One L2 lookup, and at most one mint, per key and process, however many requests wait for it.
       let result = await this.#flights.run(key, () => this.#resolve(parts, seen, minLifetimeSeconds, mint));
       if (
-        result.outcome === 'hit' &&
-        !isServable(result.token.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)
+        result.cache === 'hit' &&
+        !isServable(result.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)
       ) {
         // Joined a flight that found a token too short for this request's minimum: mint a newer one.
-        const short = result.token;
+        const short: Token = result;
         result = await this.#flights.run(`${key}\nlonger`, () =>
           this.#mintOnce(parts, short, minLifetimeSeconds, mint),
         );
@@ -133,7 +124,7 @@ export class TokenStore {
         isServableStale(held.expiresAt, o.now(), minLifetimeSeconds) &&
         (await this.#notPurged(parts, held))
       ) {
-        return { token: held, outcome: 'stale' };
+        return served(held, 'stale');
       }
       throw err;
     }
@@ -158,7 +149,7 @@ export class TokenStore {
   }
 
   /** Deletes the L1 entry for `parts` if it is still `entry` (a newer one may have replaced it meanwhile). */
-  #forget(parts: CacheKeyParts, entry: CachedToken): void {
+  #forget(parts: CacheKeyParts, entry: Token): void {
     if (this.#o.l1.get(parts) === entry) this.#o.l1.delete(parts);
   }
 
@@ -201,18 +192,14 @@ export class TokenStore {
    * undefined otherwise (then `serve` decides). No promise and no I/O: this
    * is what most requests cost. `mint` is for a refresh-ahead re-mint.
    */
-  peek(
-    parts: CacheKeyParts,
-    minLifetimeSeconds: number,
-    mint: () => Promise<CachedToken>,
-  ): Stored | undefined {
+  peek(parts: CacheKeyParts, minLifetimeSeconds: number, mint: () => Promise<Token>): Served | undefined {
     const o = this.#o;
     const entry = o.l1.get(parts) as L1Entry | undefined;
     const now = o.now();
     if (entry === undefined || this.#generationCheckDue(entry, now)) return undefined;
     if (!isServable(entry.expiresAt, now, o.refreshSkewSeconds, minLifetimeSeconds)) return undefined;
     this.#maybeRefreshAhead(parts, entry, mint);
-    return { token: entry, outcome: 'hit' };
+    return served(entry, 'hit');
   }
 
   /** Whether an L1 entry must be re-checked against L2's generations before it is served. */
@@ -250,10 +237,10 @@ export class TokenStore {
   /** Serves from L2 when it has a servable token; otherwise mints once (see `#mintOnce`). */
   async #resolve(
     parts: CacheKeyParts,
-    seen: CachedToken | undefined,
+    seen: Token | undefined,
     minLifetimeSeconds: number,
-    mint: () => Promise<CachedToken>,
-  ): Promise<Stored> {
+    mint: () => Promise<Token>,
+  ): Promise<Served> {
     const o = this.#o;
     const purges = this.#purges;
     let newest = seen;
@@ -267,7 +254,7 @@ export class TokenStore {
       if (found?.token) {
         this.#remember(parts, l1Entry(found.token, found.gens, o.now()), purges);
         if (isServable(found.token.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
-          return { token: found.token, outcome: 'hit' };
+          return served(found.token, 'hit');
         }
         if (!newest || found.token.expiresAt > newest.expiresAt) newest = found.token;
       }
@@ -276,7 +263,7 @@ export class TokenStore {
   }
 
   /** A hit inside the refresh-ahead window re-mints in the background; the caller gets the token in hand. */
-  #maybeRefreshAhead(parts: CacheKeyParts, seen: CachedToken, mint: () => Promise<CachedToken>): void {
+  #maybeRefreshAhead(parts: CacheKeyParts, seen: Token, mint: () => Promise<Token>): void {
     const o = this.#o;
     if (isServable(seen.expiresAt, o.now(), o.refreshSkewSeconds + o.refreshAheadSeconds, 0)) return;
     this.#flights
@@ -286,10 +273,10 @@ export class TokenStore {
 
   /** Whether `candidate` can replace what we had: newer, and servable. */
   #accept(
-    candidate: CachedToken | undefined,
-    seen: CachedToken | undefined,
+    candidate: Token | undefined,
+    seen: Token | undefined,
     minLifetimeSeconds: number,
-  ): candidate is CachedToken {
+  ): candidate is Token {
     if (!candidate) return false;
     if (seen && candidate.expiresAt <= seen.expiresAt) return false;
     return isServable(candidate.expiresAt, this.#o.now(), this.#o.refreshSkewSeconds, minLifetimeSeconds);
@@ -297,14 +284,14 @@ export class TokenStore {
 
   async #mintOnce(
     parts: CacheKeyParts,
-    seen: CachedToken | undefined,
+    seen: Token | undefined,
     minLifetimeSeconds: number,
-    mint: () => Promise<CachedToken>,
-  ): Promise<Stored> {
+    mint: () => Promise<Token>,
+  ): Promise<Served> {
     const o = this.#o;
     const l2 = o.l2;
     const purges = this.#purges;
-    const mintAndStore = async (gens: Generations | undefined): Promise<Stored> => {
+    const mintAndStore = async (gens: Generations | undefined): Promise<Served> => {
       const token = await mint();
       if (l2 && gens) {
         await l2.store(parts, gens, token);
@@ -313,7 +300,7 @@ export class TokenStore {
         // Without L2 generations: with L2 configured it is re-checked (and dropped) once L2 answers.
         this.#remember(parts, l2 ? { ...token, checkedAt: o.now() } : token, purges);
       }
-      return { token, outcome: 'miss' };
+      return served(token, 'miss');
     };
     if (!l2) return mintAndStore(undefined);
 
@@ -325,7 +312,7 @@ export class TokenStore {
         const found = await l2.lookup(parts);
         if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
           this.#remember(parts, l1Entry(found.token, found.gens, o.now()), purges);
-          return { token: found.token, outcome: 'hit' };
+          return served(found.token, 'hit');
         }
         return await mintAndStore(found?.gens);
       } finally {
@@ -343,7 +330,7 @@ export class TokenStore {
       gens = found?.gens;
       if (found && this.#accept(found.token, seen, minLifetimeSeconds)) {
         this.#remember(parts, l1Entry(found.token, found.gens, o.now()), purges);
-        return { token: found.token, outcome: 'hit' };
+        return served(found.token, 'hit');
       }
       if (found && found.lockedUntil === undefined) break; // the holder let go without a token for us
     }
@@ -351,7 +338,14 @@ export class TokenStore {
   }
 }
 
-function l1Entry(token: CachedToken, gens: Generations, checkedAt: number): L1Entry {
+/** A token as served, and where it came from (one object per request: this is the hit path). */
+function served(token: Token, cache: CacheOutcome): Served {
+  return token.scope === undefined
+    ? { token: token.token, expiresAt: token.expiresAt, cache }
+    : { token: token.token, expiresAt: token.expiresAt, scope: token.scope, cache };
+}
+
+function l1Entry(token: Token, gens: Generations, checkedAt: number): L1Entry {
   return { ...token, gens, checkedAt };
 }
 

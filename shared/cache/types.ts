@@ -1,6 +1,8 @@
+import type { TokenKind } from '../../packages/wire/rules.js';
+
 /** What a token is cached under (docs/contract.md, "Cache semantics"). */
 export interface CacheKeyParts {
-  readonly kind: 'token' | 'jwt' | 'idtoken';
+  readonly kind: TokenKind;
   /** The service account's canonical email (a tenant resolves to exactly one). */
   readonly account: string;
   /** Sorted and de-duplicated. */
@@ -10,7 +12,7 @@ export interface CacheKeyParts {
 }
 
 /** A token as the caches hold it. */
-export interface CachedToken {
+export interface Token {
   readonly token: string;
   /** Epoch milliseconds when the token really expires. */
   readonly expiresAt: number;
@@ -20,6 +22,11 @@ export interface CachedToken {
 
 /** Where a served token came from. */
 export type CacheOutcome = 'hit' | 'miss' | 'stale';
+
+/** A token as the broker serves it: the token, and where it came from. */
+export interface Served extends Token {
+  readonly cache: CacheOutcome;
+}
 
 /**
  * How far a purge reached: every instance (through the shared cache's
@@ -45,9 +52,9 @@ export type PurgeSelector = { readonly all: true } | { readonly accounts: readon
  */
 export interface TokenCache {
   /** Returns the entry for `key`, whatever life it has left; the caller judges whether it can serve it. */
-  get(key: CacheKeyParts): CachedToken | undefined;
+  get(key: CacheKeyParts): Token | undefined;
   /** Stores a token until it really expires. */
-  set(key: CacheKeyParts, value: CachedToken): void;
+  set(key: CacheKeyParts, value: Token): void;
   /** Forgets the entry for `key` (a purge seen from another instance). */
   delete(key: CacheKeyParts): void;
   /** Makes every matching token unreachable; returns how many local entries were dropped. */

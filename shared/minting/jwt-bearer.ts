@@ -1,5 +1,5 @@
 import type { TokenEndpoint } from '../adapters/token-endpoint.js';
-import type { CachedToken } from '../cache/types.js';
+import type { Token } from '../cache/types.js';
 import { accessTokenAssertionClaims, type JwtClaims } from '../jwt/claims.js';
 import type { TokenRequest } from '../request.js';
 
@@ -16,7 +16,7 @@ export async function mintByJwtBearer(input: {
   tokenEndpoint: TokenEndpoint;
   nowMs: number;
   sign: (claims: JwtClaims) => Promise<string>;
-}): Promise<CachedToken> {
+}): Promise<Token> {
   const { req, nowMs } = input;
   const claims = accessTokenAssertionClaims({
     issuer: input.issuer,

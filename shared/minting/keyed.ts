@@ -1,5 +1,5 @@
 import type { TokenEndpoint } from '../adapters/token-endpoint.js';
-import type { CachedToken } from '../cache/types.js';
+import type { Token } from '../cache/types.js';
 import {
   ASSERTION_HEADER,
   epochSeconds,
@@ -31,7 +31,7 @@ export interface KeyedMinterDeps {
  * again once and the mint retried (key rotation).
  */
 export function createKeyedMinter(deps: KeyedMinterDeps): Minter<KeyedAccount> {
-  async function sign(req: MintRequest, loaded: LoadedKey): Promise<CachedToken> {
+  async function sign(req: MintRequest, loaded: LoadedKey): Promise<Token> {
     const nowMs = deps.now();
     const { key, signingKey } = loaded;
     const issuer = key.clientEmail;

@@ -1,4 +1,4 @@
-import type { CachedToken } from '../cache/types.js';
+import type { Token } from '../cache/types.js';
 import type { ServiceAccountEntry } from '../policy/types.js';
 import type { MintRequest } from '../request.js';
 
@@ -9,5 +9,5 @@ import type { MintRequest } from '../request.js';
  * `upstream_unavailable`.
  */
 export interface Minter<A extends ServiceAccountEntry = ServiceAccountEntry> {
-  mint(account: A, req: MintRequest): Promise<CachedToken>;
+  mint(account: A, req: MintRequest): Promise<Token>;
 }

@@ -1,80 +1,137 @@
-import type { Target } from '../request.js';
-import type { CompiledGrant, CompiledPolicy, Operation, RateLimit, ServiceAccountEntry } from './types.js';
-
-/** A request to authorise; every email in it is already canonical. */
-export interface AccessRequest {
-  readonly caller: string;
-  readonly operation: Operation;
-  readonly serviceAccount?: string;
-  readonly tenant?: string;
-  readonly scopes: readonly string[];
-  readonly subject?: string;
-  readonly audience?: string;
-}
-
-/** Why a request was denied: for audit logs only; callers always get the same 403. */
-export type DenyReason = 'unknown_target' | 'no_matching_grant' | 'target_mismatch';
-
-/** The outcome of `authorize`, as a value. */
-export type Decision =
-  | { readonly allowed: true; readonly account: ServiceAccountEntry; readonly grant: number }
-  | { readonly allowed: false; readonly reason: DenyReason };
+import type { AccountRef, MintRequest, PurgeRequest } from '../request.js';
+import type { CompiledGrant, CompiledPolicy, RateLimit, ServiceAccountEntry } from './types.js';
 
 /**
- * Deny by default (docs/contract.md, "Policy"): allowed only when one grant
- * matches every dimension the request asks for. A request by
- * `serviceAccount` is matched by grants' `serviceAccounts` only; a request by
- * `tenant` resolves to the tenant's one account and is matched by grants'
- * `tenants` only, so a tenant grant never reaches another account.
+ * Why a request was denied, by the dimension that failed: for the audit
+ * line and `policy explain`, never for the caller (every denial answers the
+ * same 403). For a mint, the reason is that of the grant that matched the
+ * most dimensions, checked in this order: caller, account or tenant,
+ * operation, scopes, subject, audience.
  */
-export function authorize(policy: CompiledPolicy, req: AccessRequest): Decision {
-  if ((req.serviceAccount === undefined) === (req.tenant === undefined))
-    return { allowed: false, reason: 'target_mismatch' };
-  const account =
-    req.serviceAccount !== undefined
-      ? policy.accounts.get(req.serviceAccount)
-      : policy.tenants.get(req.tenant as string);
-  if (account === undefined) return { allowed: false, reason: 'unknown_target' };
+export type DenyReason =
+  /** The policy has no such service account or tenant. */
+  | 'unknown_account'
+  /** No grant names this caller for this account or tenant. */
+  | 'caller_not_granted'
+  | 'operation_not_granted'
+  | 'scope_not_granted'
+  | 'subject_not_granted'
+  | 'audience_not_granted'
+  /** A purge by a caller who is not in `admins`. */
+  | 'not_admin';
+
+/** What a grant said about a request: it matched, or the first dimension it failed. */
+export type GrantVerdict =
+  | 'match'
+  | Exclude<DenyReason, 'unknown_account' | 'not_admin'>
+  | 'account_not_granted';
+
+/** The one policy decision of a request: everything any layer needs from the policy, read once. */
+export interface Decision {
+  /** The caller's request limit: its own from `rateLimits`, else the policy's `rateLimit`, else none. */
+  readonly rateLimit: RateLimit | undefined;
+  readonly outcome: Outcome;
+}
+
+export type Outcome =
+  /** A mint the policy allows: the one account it resolves to, and the grant that allowed it. */
+  | { readonly allowed: true; readonly account: ServiceAccountEntry; readonly grant: number }
+  /** A purge by an admin: the accounts it covers. */
+  | { readonly allowed: true; readonly purge: readonly string[] | 'all' }
+  | { readonly allowed: false; readonly reason: DenyReason };
+
+/** A request to decide on: a mint, or a purge. Every email in it is canonical. */
+export type Asked =
+  | { readonly action: 'mint'; readonly request: MintRequest }
+  | { readonly action: 'purge'; readonly request: PurgeRequest };
+
+/**
+ * Deny by default (docs/contract.md, "Policy"): a mint is allowed only when
+ * one grant matches every dimension it asks for. A request by
+ * `serviceAccount` is matched by grants' `serviceAccounts` only; a request
+ * by `tenant` resolves to the tenant's one account and is matched by
+ * grants' `tenants` only, so a tenant grant never reaches another account.
+ * A purge needs the caller in `admins`, and an account or tenant the policy
+ * has. Pure: no I/O, no throw; an allowed mint costs one pass over the
+ * grants, a denial a second one to find its reason.
+ */
+export function decide(policy: CompiledPolicy, caller: string, asked: Asked): Decision {
+  const rateLimit = policy.rateLimits.get(caller) ?? policy.rateLimit;
+  return {
+    rateLimit,
+    outcome:
+      asked.action === 'mint' ? mint(policy, caller, asked.request) : purge(policy, caller, asked.request),
+  };
+}
+
+function mint(policy: CompiledPolicy, caller: string, req: MintRequest): Outcome {
+  const account = resolve(policy, req.for);
+  if (account === undefined) return { allowed: false, reason: 'unknown_account' };
   for (const grant of policy.grants) {
-    if (matches(grant, req, account)) return { allowed: true, account, grant: grant.index };
+    if (verdict(grant, caller, req, account) === 'match')
+      return { allowed: true, account, grant: grant.index };
   }
-  return { allowed: false, reason: 'no_matching_grant' };
+  return { allowed: false, reason: reasonOf(policy.grants.map((g) => verdict(g, caller, req, account))) };
 }
 
-function matches(grant: CompiledGrant, req: AccessRequest, account: ServiceAccountEntry): boolean {
-  if (!grant.operations.has(req.operation)) return false;
-  if (!grant.callers(req.caller)) return false;
-  if (req.serviceAccount !== undefined) {
-    if (grant.serviceAccounts === undefined || !grant.serviceAccounts(account.email)) return false;
-  } else if (grant.tenants === undefined || account.tenant === undefined || !grant.tenants(account.tenant)) {
-    return false;
+function purge(policy: CompiledPolicy, caller: string, req: PurgeRequest): Outcome {
+  if (!policy.admins.has(caller)) return { allowed: false, reason: 'not_admin' };
+  if ('all' in req) return { allowed: true, purge: 'all' };
+  const account = resolve(policy, req);
+  return account === undefined
+    ? { allowed: false, reason: 'unknown_account' }
+    : { allowed: true, purge: [account.email] };
+}
+
+/** The account a reference names in the policy, or undefined. */
+function resolve(policy: CompiledPolicy, ref: AccountRef): ServiceAccountEntry | undefined {
+  return 'serviceAccount' in ref ? policy.accounts.get(ref.serviceAccount) : policy.tenants.get(ref.tenant);
+}
+
+/** The order dimensions are checked in; a later one means a grant came closer to allowing. */
+const DEPTH: readonly GrantVerdict[] = [
+  'caller_not_granted',
+  'account_not_granted',
+  'operation_not_granted',
+  'scope_not_granted',
+  'subject_not_granted',
+  'audience_not_granted',
+  'match',
+];
+
+/** The reason of a denial: the verdict of the grant that came closest (the first such grant). */
+function reasonOf(verdicts: readonly GrantVerdict[]): DenyReason {
+  let best: GrantVerdict = 'caller_not_granted';
+  for (const v of verdicts) if (DEPTH.indexOf(v) > DEPTH.indexOf(best)) best = v;
+  // A grant for the caller but another account is, to the caller, no grant for this account.
+  return best === 'account_not_granted' || best === 'match' ? 'caller_not_granted' : best;
+}
+
+/** What one grant says about a request for `account`, dimension by dimension. */
+export function verdict(
+  grant: CompiledGrant,
+  caller: string,
+  req: MintRequest,
+  account: ServiceAccountEntry,
+): GrantVerdict {
+  if (!grant.callers(caller)) return 'caller_not_granted';
+  if ('serviceAccount' in req.for) {
+    if (grant.serviceAccounts === undefined || !grant.serviceAccounts(account.email))
+      return 'account_not_granted';
+  } else if (grant.tenants === undefined || !grant.tenants(req.for.tenant)) {
+    return 'account_not_granted';
   }
-  for (const scope of req.scopes) if (!grant.scopes.has(scope)) return false;
-  if (req.subject === undefined) {
-    if (grant.subjects !== undefined) return false;
-  } else if (grant.subjects === undefined || !grant.subjects(req.subject)) {
-    return false;
+  if (!grant.operations.has(req.kind)) return 'operation_not_granted';
+  for (const scope of req.scopes) if (!grant.scopes.has(scope)) return 'scope_not_granted';
+  const subject = req.kind === 'token' ? req.subject : undefined;
+  if (subject === undefined) {
+    if (grant.subjects !== undefined) return 'subject_not_granted';
+  } else if (grant.subjects === undefined || !grant.subjects(subject)) {
+    return 'subject_not_granted';
   }
-  if (req.audience !== undefined && (grant.audiences === undefined || !grant.audiences(req.audience)))
-    return false;
-  return true;
-}
-
-/** Whether the caller may purge the cache. */
-export function isAdmin(policy: CompiledPolicy, caller: string): boolean {
-  return policy.admins.has(caller);
-}
-
-/** The caller's request limit: its own from `rateLimits`, else the policy's `rateLimit`, else none. */
-export function rateLimitFor(policy: CompiledPolicy, caller: string): RateLimit | undefined {
-  return policy.rateLimits.get(caller) ?? policy.rateLimit;
-}
-
-/** The account a purge by service account or tenant covers: one the policy serves, or none. */
-export function accountsForPurge(policy: CompiledPolicy, target: Target): readonly string[] {
-  const account =
-    'serviceAccount' in target
-      ? policy.accounts.get(target.serviceAccount)
-      : policy.tenants.get(target.tenant);
-  return account ? [account.email] : [];
+  const audience = req.kind === 'token' ? undefined : req.audience;
+  if (audience !== undefined && (grant.audiences === undefined || !grant.audiences(audience))) {
+    return 'audience_not_granted';
+  }
+  return 'match';
 }

@@ -1,3 +1,4 @@
+import { SCOPE, TENANT_ID as TENANT, TOKEN_KINDS } from '../../packages/wire/rules.js';
 import { canonicalEmail } from '../email.js';
 import { ConfigError } from '../errors.js';
 import { compilePatterns } from './patterns.js';
@@ -10,17 +11,15 @@ import {
   type ServiceAccountEntry,
 } from './types.js';
 
-const OPERATIONS: readonly Operation[] = ['token', 'jwt', 'idtoken'];
+const OPERATIONS: readonly Operation[] = TOKEN_KINDS;
 const TOP_KEYS = ['serviceAccounts', 'grants', 'admins', 'rateLimit', 'rateLimits'];
 const ACCOUNT_KEYS = ['email', 'key', 'keyless', 'delegates', 'tenant'];
 const GRANT_KEYS = ['callers', 'serviceAccounts', 'tenants', 'scopes', 'subjects', 'audiences', 'operations'];
 const LIMIT_KEYS = ['requests', 'windowSeconds'];
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // Secret Manager names: project ids or numbers, secret ids of letters, digits, - and _; versions `latest` or a positive number.
 const SECRET_VERSION =
   /^projects\/[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\/secrets\/[A-Za-z0-9_-]{1,255}\/versions\/(?:latest|[1-9]\d{0,18})$/;
-const SCOPE = /^[\x21-\x2b\x2d-\x7e]{1,512}$/;
 // A delegate in an IAM impersonation chain is a service account (IAM names it projects/-/serviceAccounts/EMAIL).
 const SERVICE_ACCOUNT_EMAIL =
   /^[a-z0-9][a-z0-9-]{0,62}@(?:[a-z0-9-]{1,63}\.iam|appspot|developer)\.gserviceaccount\.com$/;

@@ -1,5 +1,7 @@
-/** What a grant can allow. */
-export type Operation = 'token' | 'jwt' | 'idtoken';
+import type { TokenKind } from '../../packages/wire/rules.js';
+
+/** What a grant can allow: minting one kind of token. */
+export type Operation = TokenKind;
 
 /** The operations a grant allows when it names none. */
 export const DEFAULT_OPERATIONS: readonly Operation[] = ['token'];

@@ -16,7 +16,7 @@ import { createUpstashRedis } from '../../shared/adapters/upstash.js';
 import { createMemoryCache } from '../../shared/cache/memory.js';
 import { SharedTokenCache } from '../../shared/cache/shared-cache.js';
 import { TokenStore } from '../../shared/cache/token-store.js';
-import type { CachedToken, CacheKeyParts } from '../../shared/cache/types.js';
+import type { CacheKeyParts, Token } from '../../shared/cache/types.js';
 import { type InProcessBroker, startInProcessBroker } from '../support/in-process.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { DRIVE, OPS, PLATFORM, post, type Stack, startStack } from './support/stack.js';
@@ -131,27 +131,27 @@ describe.runIf(run)('a reply from Redis that the client cannot use', () => {
       refreshSkewSeconds: 300,
     });
   let n = 0;
-  const mint = async (): Promise<CachedToken> => ({
+  const mint = async (): Promise<Token> => ({
     token: `ya29.minted-${++n}-${randomBytes(8).toString('hex')}`,
     expiresAt: Date.now() + 3_600_000,
   });
 
   it('counts a 2 MiB generation as a purge: the held token is not served again, and the cache heals', async () => {
     const [one, two] = [store(), store()];
-    const held = (await one.serve(parts, 0, mint)).token.token;
-    expect((await two.serve(parts, 0, mint)).token.token).toBe(held);
+    const held = (await one.serve(parts, 0, mint)).token;
+    expect((await two.serve(parts, 0, mint)).token).toBe(held);
     // Over the client's 1 MiB reply cap: it used to read as "cache down", and memory kept serving.
     const keys = await redis.keys('tb:v1:gen*');
     expect(keys.length).toBe(2);
     for (const key of keys) await redis.set(key, 'x'.repeat(2 * 2 ** 20));
     await sleep(1100); // every L1 entry is due for its generation check
     const after = await one.serve(parts, 0, mint);
-    expect(after.token.token).not.toBe(held);
-    expect(after.outcome).toBe('miss');
+    expect(after.token).not.toBe(held);
+    expect(after.cache).toBe('miss');
     // The generations were replaced, small again, and the other instance takes the new token from L2.
     for (const key of keys) expect((await redis.strlen(key)) < 100).toBe(true);
     const other = await two.serve(parts, 0, mint);
-    expect(other).toMatchObject({ outcome: 'hit', token: { token: after.token.token } });
+    expect(other).toMatchObject({ cache: 'hit', token: after.token });
   });
 
   it('counts a 2 MiB entry as a miss, not as a cache that is down', async () => {
@@ -161,9 +161,9 @@ describe.runIf(run)('a reply from Redis that the client cannot use', () => {
     const [entry] = await redis.keys('tb:v1:tok:*');
     await redis.set(entry as string, 'x'.repeat(2 * 2 ** 20), 'PX', 60_000);
     const served = await two.serve(parts, 0, mint);
-    expect(served.outcome).toBe('miss');
-    expect(served.token.token).not.toBe(first.token.token);
+    expect(served.cache).toBe('miss');
+    expect(served.token).not.toBe(first.token);
     // The next store overwrote it: a third instance is served from L2.
-    expect((await store().serve(parts, 0, mint)).outcome).toBe('hit');
+    expect((await store().serve(parts, 0, mint)).cache).toBe('hit');
   });
 });

@@ -8,7 +8,7 @@ import { createUpstashRedis } from '../../shared/adapters/upstash.js';
 import { createMemoryCache } from '../../shared/cache/memory.js';
 import { SharedTokenCache } from '../../shared/cache/shared-cache.js';
 import { TokenStore } from '../../shared/cache/token-store.js';
-import type { CachedToken, CacheKeyParts } from '../../shared/cache/types.js';
+import type { CacheKeyParts, Token } from '../../shared/cache/types.js';
 import { DRIVE, OPS, PLATFORM, post, type Stack, startStack } from './support/stack.js';
 
 // A missing redis-server fails the run under CI=true; elsewhere these tests are skipped.
@@ -214,7 +214,7 @@ describe.runIf(run)('a Redis writer against the shared cache in process', () => 
   let n = 0;
   const mint =
     (delayMs = 0) =>
-    async (): Promise<CachedToken> => {
+    async (): Promise<Token> => {
       await sleep(delayMs);
       return {
         token: `ya29.minted-${++n}-${randomBytes(8).toString('hex')}`,
@@ -246,14 +246,14 @@ describe.runIf(run)('a Redis writer against the shared cache in process', () => 
     await one.purge({ accounts: [p.account] });
     await redis.set(expired.name, expired.value, 'PX', 60_000); // replayed, with a long life in Redis
     let started = Date.now();
-    expect((await two.serve(p, 0, mint())).outcome).toBe('miss');
+    expect((await two.serve(p, 0, mint())).cache).toBe('miss');
     expect(Date.now() - started).toBeLessThan(300);
 
     const live = await captureLock(two, { ...p, scopes: ['other'] });
     await two.purge({ accounts: [p.account] });
     await redis.set(live.name, live.value, 'PX', 60_000); // replayed while its signed life still runs
     started = Date.now();
-    expect((await one.serve({ ...p, scopes: ['other'] }, 0, mint())).outcome).toBe('miss');
+    expect((await one.serve({ ...p, scopes: ['other'] }, 0, mint())).cache).toBe('miss');
     expect(Date.now() - started).toBeLessThan(1000); // not the 3 s wait deadline: the lock's own expiry
   });
 
@@ -266,17 +266,17 @@ describe.runIf(run)('a Redis writer against the shared cache in process', () => 
     const saved = new Map<string, string>();
     for (const key of await redis.keys('tb:v1:*')) saved.set(key, String(await redis.get(key)));
     await one.purge({ accounts: [p.account] });
-    expect((await store().serve(p, 0, mint())).token.token).not.toBe(held.token.token);
+    expect((await store().serve(p, 0, mint())).token).not.toBe(held.token);
     for (const [key, value] of saved) await redis.set(key, value, 'PX', 3_600_000);
     // A new instance (or an idle one that never read the purged generation) cannot tell the replay from
     // the truth: docs/threat-model.md, "Someone who can write to the shared cache", states it.
     const fresh = await store().serve(p, 0, mint());
-    expect(fresh).toMatchObject({ outcome: 'hit', token: { token: held.token.token } });
-    expect(fresh.token.expiresAt).toBe(held.token.expiresAt);
+    expect(fresh).toMatchObject({ cache: 'hit', token: held.token });
+    expect(fresh.expiresAt).toBe(held.expiresAt);
     // The instance that purged refuses it and repairs the generations; after that, nobody serves it.
     const repaired = await one.serve(p, 0, mint());
-    expect(repaired.token.token).not.toBe(held.token.token);
-    expect((await store().serve(p, 0, mint())).token.token).not.toBe(held.token.token);
+    expect(repaired.token).not.toBe(held.token);
+    expect((await store().serve(p, 0, mint())).token).not.toBe(held.token);
   });
 
   it('cannot forge an entry, nor move one under another name', async () => {
@@ -284,7 +284,7 @@ describe.runIf(run)('a Redis writer against the shared cache in process', () => 
     const [one, two] = [store(), store()];
     const p = parts('forge@acme.iam.gserviceaccount.com');
     const q = { ...p, scopes: ['https://www.googleapis.com/auth/bigquery'] };
-    const secret = (await one.serve(p, 0, mint())).token.token;
+    const secret = (await one.serve(p, 0, mint())).token;
     const [entry] = await redis.keys('tb:v1:tok:*');
     expect(entry).toBeDefined();
     const sealed = String(await redis.get(entry!));
@@ -295,11 +295,11 @@ describe.runIf(run)('a Redis writer against the shared cache in process', () => 
     const other = names.find((k) => k !== entry)!;
     await redis.set(other, sealed, 'PX', 60_000);
     const served = await two.serve(q, 0, mint());
-    expect(served.outcome).toBe('miss');
-    expect(served.token.token).not.toBe(secret);
+    expect(served.cache).toBe('miss');
+    expect(served.token).not.toBe(secret);
     // Written from scratch, or flipped.
     await redis.set(other, 'forged', 'PX', 60_000);
-    expect((await store().serve(q, 0, mint())).token.token).not.toBe(secret);
+    expect((await store().serve(q, 0, mint())).token).not.toBe(secret);
   });
 
   it('can force re-mints by flushing or evicting everything, and nothing worse: the next request mints and is served', async () => {
@@ -307,12 +307,12 @@ describe.runIf(run)('a Redis writer against the shared cache in process', () => 
     const [one, two] = [store(), store()];
     const p = parts('flush@acme.iam.gserviceaccount.com');
     const first = await one.serve(p, 0, mint());
-    expect((await two.serve(p, 0, mint())).token.token).toBe(first.token.token);
+    expect((await two.serve(p, 0, mint())).token).toBe(first.token);
     await redis.flushall();
     await sleep(1100); // the L1 generation check interval
     const [a, b] = [await one.serve(p, 0, mint()), await two.serve(p, 0, mint())];
-    expect(a.outcome).toBe('miss');
-    expect(a.token.token).not.toBe(first.token.token);
-    expect(b).toMatchObject({ outcome: 'hit', token: { token: a.token.token } });
+    expect(a.cache).toBe('miss');
+    expect(a.token).not.toBe(first.token);
+    expect(b).toMatchObject({ cache: 'hit', token: a.token });
   });
 });

@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkUrl, type Env, loadConfig } from '../../shared/config.js';
+import { urlProblem as checkUrl } from '../../packages/wire/rules.js';
+import { type Env, loadConfig } from '../../shared/config.js';
 import { ConfigError } from '../../shared/errors.js';
 
 const POLICY = {
@@ -73,7 +74,7 @@ describe('loadConfig', () => {
       }),
     ).toEqual([
       'GCE_METADATA_HOST must be a host name, optionally with :port (e.g. 127.0.0.1:8080)',
-      'BROKER_IAM_CREDENTIALS_URL: must be https (http is accepted only for loopback hosts), got http://iam.example',
+      'BROKER_IAM_CREDENTIALS_URL: must be https (http only on 127.0.0.0/8, ::1 or localhost), got http://iam.example',
     ]);
   });
 
@@ -94,7 +95,7 @@ describe('loadConfig', () => {
     expect(p).toEqual([
       'one of BROKER_POLICY (the policy as JSON) or BROKER_POLICY_FILE (a path to it) is required',
       'BROKER_AUDIENCE is required: the `aud` that caller ID tokens must carry',
-      'BROKER_JWKS_URL: must be https (http is accepted only for loopback hosts), got http://evil.example.com',
+      'BROKER_JWKS_URL: must be https (http only on 127.0.0.0/8, ::1 or localhost), got http://evil.example.com',
       'BROKER_TOKEN_URL: "not a url" is not a URL',
       'set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither',
       'SECRET_MANAGER_EMULATOR_HOST must be host:port',
@@ -133,7 +134,7 @@ describe('loadConfig', () => {
   });
 });
 
-describe('checkUrl', () => {
+describe('urlProblem (the wire rule for URLs a credential travels to)', () => {
   it('accepts https anywhere and http only on loopback', () => {
     expect(checkUrl('https://oauth2.googleapis.com/token')).toBeUndefined();
     expect(checkUrl('http://127.0.0.1:8080/token')).toBeUndefined();

@@ -27,7 +27,7 @@ describe('parseTokenRequest', () => {
     const r = parseTokenRequest({ serviceAccount: SA, scopes: ['b', 'a', 'b'] });
     expect(r).toEqual({
       kind: 'token',
-      target: { serviceAccount: SA },
+      for: { serviceAccount: SA },
       scopes: ['a', 'b'],
       subject: undefined,
       minLifetimeSeconds: 0,
@@ -40,7 +40,7 @@ describe('parseTokenRequest', () => {
       scopes: [SCOPE],
       subject: 'Alice@Acme.com',
     });
-    expect(r.target).toEqual({ serviceAccount: SA });
+    expect(r.for).toEqual({ serviceAccount: SA });
     expect(r.subject).toBe('alice@acme.com');
   });
 
@@ -85,7 +85,7 @@ describe('parseTokenRequest', () => {
     expect(
       parseTokenRequest({ serviceAccount: SA, scopes: [SCOPE], minLifetimeSeconds: 3300 }).minLifetimeSeconds,
     ).toBe(3300);
-    expect(parseTokenRequest({ tenant: 'blue', scopes: [SCOPE], minLifetimeSeconds: 0 }).target).toEqual({
+    expect(parseTokenRequest({ tenant: 'blue', scopes: [SCOPE], minLifetimeSeconds: 0 }).for).toEqual({
       tenant: 'blue',
     });
   });

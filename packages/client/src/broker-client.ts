@@ -1,14 +1,12 @@
+import { type TokenKind, urlProblem } from '../../wire/rules.js';
 import {
   type IdTokenRequestBody,
   type JwtRequestBody,
   MAX_MIN_LIFETIME_SECONDS,
   type TokenRequestBody,
-  type WireTarget,
 } from '../../wire/wire.js';
 import { BrokerClientError, isWireErrorCode } from './errors.js';
 
-/** Who the token is for: a service account (email) or a tenant (id). */
-export type ClientTarget = WireTarget;
 /** An access token request: the `token` endpoint's body. */
 export type AccessTokenRequest = TokenRequestBody;
 /** A self-signed JWT request: the `jwt` endpoint's body. */
@@ -43,24 +41,11 @@ export interface BrokerClientOptions {
   now?: () => number;
 }
 
-type Kind = 'token' | 'jwt' | 'idtoken';
-
-const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
-
 /** Checks a broker URL: `https:`, or `http:` on a loopback host; no user info. Throws TypeError. */
 export function checkBrokerUrl(url: string, what = 'url'): void {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new TypeError(`\`${what}\` is not a URL`);
-  }
-  if (u.username !== '' || u.password !== '') throw new TypeError(`\`${what}\` must not hold credentials`);
-  if (u.protocol === 'https:') return;
-  if (u.protocol === 'http:' && LOOPBACK.test(u.hostname)) return;
-  throw new TypeError(
-    `\`${what}\` must be https: (http: only on 127.0.0.0/8, ::1 or localhost): the caller's ID token travels with every request`,
-  );
+  const problem = urlProblem(url);
+  if (problem !== undefined)
+    throw new TypeError(`\`${what}\` ${problem}: the caller's ID token travels with every request`);
 }
 
 /**
@@ -101,14 +86,14 @@ export class BrokerClient {
     return this.#get('idtoken', request);
   }
 
-  #url(kind: Kind): string {
+  #url(kind: TokenKind): string {
     const single = this.#o.endpoints?.[kind];
     if (single) return single;
     if (!this.#o.url) throw new TypeError(`no endpoint for ${kind}`);
     return `${this.#o.url.replace(/\/+$/, '')}/${kind}`;
   }
 
-  async #get(kind: Kind, request: { minLifetimeSeconds?: number }): Promise<BrokerToken> {
+  async #get(kind: TokenKind, request: { minLifetimeSeconds?: number }): Promise<BrokerToken> {
     const now = this.#o.now ?? Date.now;
     const { minLifetimeSeconds, ...rest } = request;
     const target = normalise(rest);
@@ -133,7 +118,7 @@ export class BrokerClient {
     return token;
   }
 
-  async #fetch(kind: Kind, body: Record<string, unknown>): Promise<BrokerToken> {
+  async #fetch(kind: TokenKind, body: Record<string, unknown>): Promise<BrokerToken> {
     const idToken = await this.#o.idToken();
     let res: Response;
     try {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createMemoryCache } from '../../../shared/cache/memory.js';
 import { SharedTokenCache } from '../../../shared/cache/shared-cache.js';
 import { TokenStore } from '../../../shared/cache/token-store.js';
-import type { CachedToken, CacheKeyParts } from '../../../shared/cache/types.js';
+import type { CacheKeyParts, Token } from '../../../shared/cache/types.js';
 import { CircuitBreaker } from '../../../shared/circuit-breaker.js';
 import { BrokerError } from '../../../shared/errors.js';
 import { MemoryRedis } from '../support/memory-redis.js';
@@ -44,7 +44,7 @@ function instance(
 function minter(now: () => number, lifetimeSeconds = 3600, delayMs = 30) {
   const m = {
     count: 0,
-    mint: async (): Promise<CachedToken> => {
+    mint: async (): Promise<Token> => {
       m.count++;
       await new Promise((r) => setTimeout(r, delayMs));
       return { token: `tok-${m.count}`, expiresAt: now() + lifetimeSeconds * 1000, scope: 's' };
@@ -62,7 +62,7 @@ describe('TokenStore over a shared cache', () => {
       Array.from({ length: 90 }, (_, i) => instances[i % 3]!.store.serve(parts, 0, m.mint)),
     );
     expect(m.count).toBe(1);
-    expect(new Set(results.map((r) => r.token.token))).toEqual(new Set(['tok-1']));
+    expect(new Set(results.map((r) => r.token))).toEqual(new Set(['tok-1']));
   });
 
   it('serves a token minted by one instance as a hit on another', async () => {
@@ -70,10 +70,10 @@ describe('TokenStore over a shared cache', () => {
     const a = instance(redis, Date.now);
     const b = instance(redis, Date.now);
     const m = minter(Date.now);
-    expect((await a.store.serve(parts, 0, m.mint)).outcome).toBe('miss');
+    expect((await a.store.serve(parts, 0, m.mint)).cache).toBe('miss');
     expect(await b.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'hit',
-      token: { token: 'tok-1' },
+      cache: 'hit',
+      token: 'tok-1',
     });
     expect(m.count).toBe(1);
     // Nothing in Redis shows the token, the account or the scope.
@@ -100,7 +100,7 @@ describe('TokenStore over a shared cache', () => {
     await a.l2.lock(parts, 60_000).then((l) => expect(l).toHaveProperty('owner'));
     const m = minter(Date.now);
     const started = Date.now();
-    expect((await a.store.serve(parts, 0, m.mint)).outcome).toBe('miss');
+    expect((await a.store.serve(parts, 0, m.mint)).cache).toBe('miss');
     expect(Date.now() - started).toBeLessThan(1000);
     expect(m.count).toBe(1);
   });
@@ -117,8 +117,8 @@ describe('TokenStore over a shared cache', () => {
     await a.store.purge({ accounts: [parts.account] });
     t += 1001;
     expect(await b.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'miss',
-      token: { token: 'tok-2' },
+      cache: 'miss',
+      token: 'tok-2',
     });
   });
 
@@ -131,12 +131,12 @@ describe('TokenStore over a shared cache', () => {
     await a.store.serve(parts, 0, m.mint);
     t += (3600 - 500) * 1000; // 500 s left: inside skew (300) + ahead (300)
     const hit = await a.store.serve(parts, 0, m.mint);
-    expect(hit).toMatchObject({ outcome: 'hit', token: { token: 'tok-1' } });
+    expect(hit).toMatchObject({ cache: 'hit', token: 'tok-1' });
     await new Promise((r) => setTimeout(r, 20));
     expect(m.count).toBe(2);
     expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'hit',
-      token: { token: 'tok-2' },
+      cache: 'hit',
+      token: 'tok-2',
     });
   });
 
@@ -146,10 +146,10 @@ describe('TokenStore over a shared cache', () => {
     const a = instance(new MemoryRedis(now), now);
     await a.store.serve(parts, 0, minter(now, 3600, 0).mint);
     t += (3600 - 100) * 1000;
-    const down = async (): Promise<CachedToken> => {
+    const down = async (): Promise<Token> => {
       throw new BrokerError('upstream_unavailable', 'down');
     };
-    expect((await a.store.serve(parts, 0, down)).outcome).toBe('stale');
+    expect((await a.store.serve(parts, 0, down)).cache).toBe('stale');
     await expect(a.store.serve(parts, 120, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
   });
 
@@ -164,7 +164,7 @@ describe('TokenStore over a shared cache', () => {
     await a.store.serve(parts, 0, m.mint); // and in a's L1
     await a.store.purge({ accounts: [parts.account] });
     t += (3600 - 100) * 1000; // 100 s left: stale-servable, and b's generation check is due
-    const down = async (): Promise<CachedToken> => {
+    const down = async (): Promise<Token> => {
       throw new BrokerError('upstream_unavailable', 'down');
     };
     await expect(b.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
@@ -180,15 +180,15 @@ describe('TokenStore over a shared cache', () => {
     await a.store.serve(parts, 0, minter(now, 3600, 0).mint);
     t += (3600 - 100) * 1000;
     redis.down = true;
-    const down = async (): Promise<CachedToken> => {
+    const down = async (): Promise<Token> => {
       throw new BrokerError('upstream_unavailable', 'down');
     };
     await expect(a.store.serve(parts, 0, down)).rejects.toMatchObject({ code: 'upstream_unavailable' });
     redis.down = false;
     t += 6000; // past the circuit breaker's open interval: L2 confirms the generations again
     expect(await a.store.serve(parts, 0, down)).toMatchObject({
-      outcome: 'stale',
-      token: { token: 'tok-1' },
+      cache: 'stale',
+      token: 'tok-1',
     });
   });
 
@@ -200,21 +200,21 @@ describe('TokenStore over a shared cache', () => {
     const m = minter(now, 3600, 0);
     redis.down = true;
     expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'miss',
-      token: { token: 'tok-1' },
+      cache: 'miss',
+      token: 'tok-1',
     });
     t += 1001;
     // Still down: L1 keeps serving what it minted.
     expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'hit',
-      token: { token: 'tok-1' },
+      cache: 'hit',
+      token: 'tok-1',
     });
     redis.down = false;
     t += 6000; // past the circuit breaker's open interval
     // Nothing tells whether another instance purged it meanwhile: it is re-minted.
     expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'miss',
-      token: { token: 'tok-2' },
+      cache: 'miss',
+      token: 'tok-2',
     });
   });
 
@@ -224,11 +224,11 @@ describe('TokenStore over a shared cache', () => {
     const inFlight = a.store.serve(parts, 0, m.mint);
     await new Promise((r) => setTimeout(r, 10));
     await a.store.purge({ accounts: [parts.account] });
-    expect((await inFlight).token.token).toBe('tok-1');
+    expect((await inFlight).token).toBe('tok-1');
     expect(a.store.peek(parts, 0, m.mint)).toBeUndefined();
     expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'miss',
-      token: { token: 'tok-2' },
+      cache: 'miss',
+      token: 'tok-2',
     });
   });
 
@@ -259,11 +259,11 @@ describe('TokenStore over a shared cache', () => {
       for (const k of genKeys()) tamper(k);
       t += 1001;
       const served = await a.store.serve(parts, 0, m.mint);
-      expect(served.outcome).toBe('miss');
+      expect(served.cache).toBe('miss');
       expect(m.count).toBe(before + 1);
       // A fresh instance (no memory of higher generations) does not get an older token either.
       const b = instance(redis, now);
-      expect((await b.store.serve(parts, 0, m.mint)).token.token).toBe(served.token.token);
+      expect((await b.store.serve(parts, 0, m.mint)).token).toBe(served.token);
     }
   });
 
@@ -286,8 +286,8 @@ describe('TokenStore over a shared cache', () => {
     redis.data.set(lockKey, { value: 'planted', expiresAt: undefined });
     const started = Date.now();
     expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'miss',
-      token: { token: 'tok-2' },
+      cache: 'miss',
+      token: 'tok-2',
     });
     expect(Date.now() - started).toBeLessThan(100);
     // A genuine value replayed after its own expiry: no wait either.
@@ -295,8 +295,8 @@ describe('TokenStore over a shared cache', () => {
     t += 600;
     redis.data.set(lockKey, { value: genuine, expiresAt: undefined });
     expect(await a.store.serve(parts, 0, m.mint)).toMatchObject({
-      outcome: 'miss',
-      token: { token: 'tok-3' },
+      cache: 'miss',
+      token: 'tok-3',
     });
     expect(Date.now() - started).toBeLessThan(200);
   });
@@ -309,7 +309,7 @@ describe('TokenStore over a shared cache', () => {
     const b = instance(redis, now);
     const m = minter(now, 3600, 0);
     await a.store.serve(parts, 0, m.mint);
-    expect((await b.store.serve(parts, 0, m.mint)).token.token).toBe('tok-1');
+    expect((await b.store.serve(parts, 0, m.mint)).token).toBe('tok-1');
     await a.store.purge({ accounts: [parts.account] });
     // From now on every read of a generation shows garbage, whatever the broker writes.
     const mget = redis.mget.bind(redis);
@@ -317,6 +317,6 @@ describe('TokenStore over a shared cache', () => {
       (await mget(...keys)).map((v, i) => (keys[i]!.startsWith('tb:v1:gen:') ? 'garbage' : v));
     t += 1001;
     const served = await b.store.serve(parts, 0, m.mint);
-    expect(served).toMatchObject({ outcome: 'miss', token: { token: 'tok-2' } });
+    expect(served).toMatchObject({ cache: 'miss', token: 'tok-2' });
   });
 });

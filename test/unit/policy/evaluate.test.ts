@@ -1,13 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  type AccessRequest,
-  accountsForPurge,
-  authorize,
-  isAdmin,
-  rateLimitFor,
-} from '../../../shared/policy/evaluate.js';
+import { decide, type Outcome } from '../../../shared/policy/evaluate.js';
 import { compilePolicy } from '../../../shared/policy/load.js';
+import type { CompiledPolicy, Operation } from '../../../shared/policy/types.js';
+import type { MintRequest } from '../../../shared/request.js';
 
 const SA = 'reporting@acme.iam.gserviceaccount.com';
 const BLUE = 'blue@tenant-blue.iam.gserviceaccount.com';
@@ -40,18 +36,29 @@ const policy = compilePolicy({
   rateLimits: { 'billing@acme.iam.gserviceaccount.com': { requests: 5, windowSeconds: 1 } },
 });
 
-type Loose = { [K in keyof AccessRequest]?: AccessRequest[K] | undefined };
-const req = (r: Loose): AccessRequest => {
-  const merged: Record<string, unknown> = {
-    caller: 'billing@acme.iam.gserviceaccount.com',
-    operation: 'token',
-    serviceAccount: SA,
-    scopes: ['bq'],
-    ...r,
-  };
-  for (const k of Object.keys(merged)) if (merged[k] === undefined) delete merged[k];
-  return merged as unknown as AccessRequest;
+/** A request as the tests spell it: the caller, the operation and the fields of a mint request. */
+interface Loose {
+  caller?: string;
+  operation?: Operation;
+  serviceAccount?: string | undefined;
+  tenant?: string;
+  scopes?: string[];
+  subject?: string;
+  audience?: string;
+}
+const mint = (r: Loose): MintRequest => {
+  const kind = r.operation ?? 'token';
+  const account = r.tenant !== undefined ? { tenant: r.tenant } : { serviceAccount: r.serviceAccount ?? SA };
+  const base = { for: account, scopes: r.scopes ?? ['bq'], minLifetimeSeconds: 0 };
+  return kind === 'token'
+    ? { kind, ...base, subject: r.subject }
+    : kind === 'jwt'
+      ? { kind, ...base, audience: r.audience }
+      : { kind, ...base, audience: r.audience ?? '' };
 };
+const authorize = (p: CompiledPolicy, r: Loose): Outcome =>
+  decide(p, r.caller ?? 'billing@acme.iam.gserviceaccount.com', { action: 'mint', request: mint(r) }).outcome;
+const req = (r: Loose) => r;
 const allowed = (r: Loose) => authorize(policy, req(r)).allowed;
 
 describe('authorize', () => {
@@ -67,12 +74,33 @@ describe('authorize', () => {
     expect(allowed({ operation: 'jwt' })).toBe(false);
     expect(authorize(policy, req({ serviceAccount: 'ghost@acme.iam.gserviceaccount.com' }))).toEqual({
       allowed: false,
-      reason: 'unknown_target',
+      reason: 'unknown_account',
     });
     expect(authorize(policy, req({ scopes: ['x'] }))).toEqual({
       allowed: false,
-      reason: 'no_matching_grant',
+      reason: 'scope_not_granted',
     });
+  });
+
+  it('names the dimension that failed, for the grant that came closest', () => {
+    const reason = (r: Loose) => {
+      const o = authorize(policy, r);
+      return o.allowed ? 'allowed' : o.reason;
+    };
+    expect(reason({ caller: 'stranger@acme.iam.gserviceaccount.com' })).toBe('caller_not_granted');
+    // billing has a grant, but for another account: to billing, no grant for this tenant.
+    expect(reason({ tenant: 'blue', scopes: ['drive'] })).toBe('caller_not_granted');
+    expect(reason({ operation: 'jwt', scopes: [] })).toBe('operation_not_granted');
+    expect(reason({ scopes: ['bq', 'cloud-platform'] })).toBe('scope_not_granted');
+    expect(reason({ subject: 'alice@acme.com' })).toBe('subject_not_granted');
+    const platform = { caller: 'svc@platform.iam.gserviceaccount.com', tenant: 'blue', scopes: [] };
+    expect(reason({ ...platform, operation: 'idtoken', audience: 'https://evil.example/' })).toBe(
+      'audience_not_granted',
+    );
+    // sync-job's grant needs a subject: a request without one fails there, past the scopes.
+    expect(reason({ caller: 'sync-job@acme.iam.gserviceaccount.com', scopes: ['cal'] })).toBe(
+      'subject_not_granted',
+    );
   });
 
   it('matches subjects only where a grant lists them', () => {
@@ -112,22 +140,31 @@ describe('authorize', () => {
     expect(allowed({ ...blueApp, serviceAccount: undefined, tenant: 'blue' })).toBe(true);
     expect(allowed({ ...blueApp, serviceAccount: undefined, tenant: 'green' })).toBe(false);
     expect(allowed({ ...blueApp, serviceAccount: BLUE })).toBe(false); // a tenant grant never serves a request by serviceAccount
-    expect(authorize(policy, req({ tenant: 'blue' }))).toEqual({ allowed: false, reason: 'target_mismatch' });
   });
 
-  it('answers admins, limits and purge targets', () => {
-    expect(isAdmin(policy, 'ops@acme.iam.gserviceaccount.com')).toBe(true);
-    expect(isAdmin(policy, 'billing@acme.iam.gserviceaccount.com')).toBe(false);
-    expect(rateLimitFor(policy, 'billing@acme.iam.gserviceaccount.com')).toEqual({
-      requests: 5,
-      windowSeconds: 1,
+  it('answers admins, limits and purge targets in the same decision', () => {
+    const purge = (caller: string, request: { tenant: string } | { all: true }) =>
+      decide(policy, caller, { action: 'purge', request });
+    expect(purge('ops@acme.iam.gserviceaccount.com', { all: true }).outcome).toEqual({
+      allowed: true,
+      purge: 'all',
     });
-    expect(rateLimitFor(policy, 'other@acme.iam.gserviceaccount.com')).toEqual({
+    expect(purge('billing@acme.iam.gserviceaccount.com', { all: true })).toEqual({
+      rateLimit: { requests: 5, windowSeconds: 1 },
+      outcome: { allowed: false, reason: 'not_admin' },
+    });
+    expect(purge('other@acme.iam.gserviceaccount.com', { all: true }).rateLimit).toEqual({
       requests: 600,
       windowSeconds: 60,
     });
-    expect(accountsForPurge(policy, { tenant: 'blue' })).toEqual([BLUE]);
-    expect(accountsForPurge(policy, { tenant: 'red' })).toEqual([]);
+    expect(purge('ops@acme.iam.gserviceaccount.com', { tenant: 'blue' }).outcome).toEqual({
+      allowed: true,
+      purge: [BLUE],
+    });
+    expect(purge('ops@acme.iam.gserviceaccount.com', { tenant: 'red' }).outcome).toEqual({
+      allowed: false,
+      reason: 'unknown_account',
+    });
   });
 
   it('never gives a tenant-A caller a token of tenant B, keyed or keyless (property)', () => {
@@ -167,7 +204,7 @@ describe('authorize', () => {
         });
         const granted = grants.some((g) => g.caller === caller && g.tenants.includes(tenant));
         expect(d.allowed).toBe(granted);
-        if (d.allowed) {
+        if (d.allowed && 'account' in d) {
           expect(d.account.email).toBe(`${tenant}@tenant-${tenant}.iam.gserviceaccount.com`);
           expect(d.account.mode).toBe(keyless.has(tenant) ? 'keyless' : 'keyed');
         }

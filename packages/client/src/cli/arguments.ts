@@ -4,7 +4,8 @@
  * `Plan` that names the one request to make or the file to write.
  */
 import { parseArgs } from 'node:util';
-import { MAX_MIN_LIFETIME_SECONDS, type WireTarget } from '../../../wire/wire.js';
+import type { AccountRef } from '../../../wire/rules.js';
+import { MAX_MIN_LIFETIME_SECONDS } from '../../../wire/wire.js';
 import { checkBrokerUrl } from '../broker-client.js';
 import type { BrokerClient } from '../index.js';
 import {
@@ -135,7 +136,7 @@ function planFrom(values: Values, positionals: string[], env: NodeJS.ProcessEnv)
     throw new UsageError('give --impersonate-service-account once (--service-account is its alias)');
   if (sa !== undefined && values.tenant !== undefined)
     throw new UsageError('give --impersonate-service-account or --tenant, not both');
-  const target: WireTarget | undefined =
+  const target: AccountRef | undefined =
     sa !== undefined
       ? { serviceAccount: sa }
       : values.tenant !== undefined
@@ -193,7 +194,7 @@ function planFrom(values: Values, positionals: string[], env: NodeJS.ProcessEnv)
 function credentialPlan(
   values: Values,
   env: NodeJS.ProcessEnv,
-  target: WireTarget,
+  target: AccountRef,
   url: string | undefined,
 ): Plan {
   const stsUrl = values['sts-url'] ?? (url ? `${url.replace(/\/+$/, '')}/sts` : undefined);

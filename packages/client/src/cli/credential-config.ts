@@ -4,7 +4,7 @@
  * `sts` endpoint by RFC 8693 token exchange, with no broker code
  * (docs/calling.md, docs/contract.md, "Token exchange (RFC 8693)").
  */
-import { STS_AUDIENCE_PREFIX, type WireTarget } from '../../../wire/wire.js';
+import { type AccountRef, stsAudience } from '../../../wire/rules.js';
 
 /** The subject token the libraries read and send: the caller's Google ID token. */
 export const SUBJECT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
@@ -27,15 +27,6 @@ export interface ExternalAccountCredentialFile {
     | { executable: { command: string; timeout_millis?: number; output_file?: string } };
 }
 
-/** The `sts` audience for a target: `//token-broker/serviceAccounts/EMAIL` or `//token-broker/tenants/ID`, plus `/subjects/USER_EMAIL`. */
-export function stsAudience(target: WireTarget, subject?: string): string {
-  const base =
-    target.serviceAccount !== undefined
-      ? `${STS_AUDIENCE_PREFIX}serviceAccounts/${target.serviceAccount}`
-      : `${STS_AUDIENCE_PREFIX}tenants/${target.tenant}`;
-  return subject === undefined ? base : `${base}/subjects/${subject}`;
-}
-
 /** The metadata server's identity endpoint for `brokerAudience`, as a Cloud Run or GKE workload reads its ID token. */
 export function metadataIdentityUrl(brokerAudience: string, host = 'metadata.google.internal'): string {
   const query = new URLSearchParams({ audience: brokerAudience, format: 'full' });
@@ -52,7 +43,7 @@ export const METADATA_HEADERS: Readonly<Record<string, string>> = { 'Metadata-Fl
  */
 export function credentialConfig(input: {
   stsUrl: string;
-  target: WireTarget;
+  target: AccountRef;
   subject?: string | undefined;
   source: SubjectTokenSource;
 }): ExternalAccountCredentialFile {
