@@ -7,10 +7,9 @@
  */
 import * as functions from '@google-cloud/functions-framework';
 import { ConfigError } from '../shared/errors.js';
-import { createLogger, LABELS } from '../shared/log.js';
 import { installEdge } from './edge/edge.js';
 import { createHandler, type FunctionTarget, JOB_TARGET, TARGET_ROUTES } from './handlers.js';
-import { createRuntime } from './runtime.js';
+import { createFunctionLogger, createRuntime } from './runtime.js';
 
 /** The broker targets this module registers; the Terraform checks compare `entry_point`s with them. */
 export const TARGETS = Object.keys(TARGET_ROUTES) as FunctionTarget[];
@@ -29,14 +28,7 @@ if (serving === JOB_TARGET) {
   const { createDelegatedJob, delegatedJobOptionsFromEnv } = await import('./examples/delegated-job.js');
   functions.http(JOB_TARGET, createDelegatedJob(delegatedJobOptionsFromEnv(process.env)));
 } else {
-  const log = createLogger({
-    base: { [LABELS]: { function: serving ?? 'function' } },
-    // Cloud Run (and Cloud Functions gen 2) name the service and its revision in these.
-    serviceContext: {
-      service: process.env['K_SERVICE'] ?? serving ?? 'token-broker',
-      version: process.env['K_REVISION'] ?? 'local',
-    },
-  });
+  const log = createFunctionLogger(process.env, serving);
   let runtime: ReturnType<typeof createRuntime>;
   try {
     // The configuration checks depend on the target (the admin function requires a shared cache).

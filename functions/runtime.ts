@@ -16,7 +16,7 @@ import { TokenStore } from '../shared/cache/token-store.js';
 import { type Config, type Env, loadConfig } from '../shared/config.js';
 import { BrokerError } from '../shared/errors.js';
 import { createKeyStore } from '../shared/key-store.js';
-import { createLogger, type Logger } from '../shared/log.js';
+import { createLogger, LABELS, type Logger } from '../shared/log.js';
 import { createKeyedMinter } from '../shared/minting/keyed.js';
 import { createKeylessMinter } from '../shared/minting/keyless.js';
 import { policyWarnings } from '../shared/policy/load.js';
@@ -33,6 +33,26 @@ export interface Runtime {
   readonly now: () => number;
   /** Opens what the first request will need (the JWKS, the connection to Upstash), in the background. */
   warm(): void;
+}
+
+/**
+ * The logger of a function process: its lines name the function served, and
+ * its ERROR lines the service and revision (Cloud Run sets `K_SERVICE` and
+ * `K_REVISION`), for Error Reporting. `write` replaces stdout (tests).
+ */
+export function createFunctionLogger(
+  env: Env,
+  serving: string | undefined,
+  write?: (line: string) => void,
+): Logger {
+  return createLogger({
+    base: { [LABELS]: { function: serving ?? 'function' } },
+    serviceContext: {
+      service: env['K_SERVICE'] ?? serving ?? 'token-broker',
+      version: env['K_REVISION'] ?? 'local',
+    },
+    ...(write === undefined ? {} : { write }),
+  });
 }
 
 /** Builds the real runtime from the environment. Throws ConfigError listing every problem. */

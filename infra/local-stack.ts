@@ -6,11 +6,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FunctionTarget } from '../functions/handlers.js';
 import { type BrokerProcess, startBrokerProcess } from './broker-process.js';
 import { captureSecret } from './capture.js';
 import { generateServiceAccountKey } from './google/keys.js';
 import type { MetadataServer } from './google/metadata.js';
 import { type GoogleStandIn, startGoogleStandIn } from './google/server.js';
+import type { InProcessBroker } from './in-process-broker.js';
 import { type SecretManagerStandIn, startSecretManagerStandIn } from './secret-manager/server.js';
 
 export const PROJECT = 'acme';
@@ -85,11 +87,14 @@ export interface Stack {
   callerToken(email: string, overrides?: { audience?: string }): Promise<string>;
   /** Rotates an account's key as an operator would: a new key in its secret, then the old one deleted at Google. */
   rotateKey(email: string): void;
+  /** A broker process of the deployed bundle under the real functions framework. */
   startBroker(
     target?: string,
     env?: Record<string, string | undefined>,
     options?: { logFile?: string },
   ): Promise<BrokerProcess>;
+  /** A broker built in this process (`in-process-broker.ts`): the same runtime and handlers, no process. */
+  serveBroker(target?: FunctionTarget, env?: Record<string, string | undefined>): Promise<InProcessBroker>;
   close(): Promise<void>;
 }
 
@@ -165,7 +170,7 @@ export async function startStack(
     GCE_METADATA_HOST: metadata.host,
     BROKER_IAM_CREDENTIALS_URL: google.iamUrl,
   };
-  const brokers: BrokerProcess[] = [];
+  const brokers: Array<{ stop(): Promise<void> }> = [];
   return {
     google,
     metadata,
@@ -187,6 +192,13 @@ export async function startStack(
     },
     async startBroker(target = 'broker', extra = {}, options = {}) {
       const b = await startBrokerProcess({ target, env: { ...env, ...extra }, ...options });
+      brokers.push(b);
+      return b;
+    },
+    async serveBroker(target = 'broker', extra = {}) {
+      // Loaded on first use: npm start and the bench only spawn processes.
+      const { serveInProcess } = await import('./in-process-broker.js');
+      const b = await serveInProcess({ ...env, ...extra }, target);
       brokers.push(b);
       return b;
     },

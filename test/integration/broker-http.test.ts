@@ -1,7 +1,7 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { importPKCS8, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import {
   AUDIENCE,
   BIGQUERY,
@@ -19,12 +19,12 @@ import {
 } from './support/stack.js';
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 let billing: string;
 
 beforeAll(async () => {
   stack = await startStack();
-  broker = await stack.startBroker('broker');
+  broker = await stack.serveBroker('broker');
   billing = await stack.callerToken(BILLING);
 });
 afterAll(async () => stack?.close());

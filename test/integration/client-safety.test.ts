@@ -1,17 +1,17 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { BrokerClient, BrokerClientError } from '../../packages/client/src/index.js';
 import { BIGQUERY, BILLING, post, REPORTING, type Stack, startStack } from './support/stack.js';
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 
 beforeAll(async () => {
   stack = await startStack();
   // The broker's skew is shorter than the client's (300 s by default), and it never refreshes ahead.
-  broker = await stack.startBroker('broker', {
+  broker = await stack.serveBroker('broker', {
     BROKER_REFRESH_SKEW_SECONDS: '60',
     BROKER_REFRESH_AHEAD_SECONDS: '0',
   });

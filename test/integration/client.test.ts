@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { BrokerAuthClient } from '../../packages/client/src/auth-client.js';
 import { main as cli } from '../../packages/client/src/cli/broker-token.js';
 import { BrokerClient, BrokerClientError } from '../../packages/client/src/index.js';
@@ -15,12 +15,12 @@ import {
 } from './support/stack.js';
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 const sent: Array<{ url: string; headers: Headers }> = [];
 
 beforeAll(async () => {
   stack = await startStack();
-  broker = await stack.startBroker('broker');
+  broker = await stack.serveBroker('broker');
 });
 afterAll(async () => stack?.close());
 

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
 import { redisAvailable } from '../../infra/redis/redis-server.js';
 import {
@@ -27,12 +27,12 @@ function expectContractError(
 
 describe('token endpoint faults', () => {
   let stack: Stack;
-  let broker: BrokerProcess;
+  let broker: InProcessBroker;
   let billing: string;
   // Tokens live 3000 s and the skew is 3300 s: every request must re-mint, so a cached token is only ever served stale.
   beforeAll(async () => {
     stack = await startStack({ accessTokenLifetimeSeconds: 3000 });
-    broker = await stack.startBroker('broker', { BROKER_REFRESH_SKEW_SECONDS: '3300' });
+    broker = await stack.serveBroker('broker', { BROKER_REFRESH_SKEW_SECONDS: '3300' });
     billing = await stack.callerToken(BILLING);
   });
   afterAll(async () => stack?.close());
@@ -86,12 +86,12 @@ describe('token endpoint faults', () => {
 
 describe('Secret Manager faults', () => {
   let stack: Stack;
-  let broker: BrokerProcess;
+  let broker: InProcessBroker;
   let billing: string;
   beforeAll(async () => {
     stack = await startStack({ accessTokenLifetimeSeconds: 3000 });
     // Keys are re-read every second and tokens never served from cache (skew 3300 s), so each request reads the secret.
-    broker = await stack.startBroker('broker', {
+    broker = await stack.serveBroker('broker', {
       BROKER_KEY_TTL_SECONDS: '1',
       BROKER_REFRESH_SKEW_SECONDS: '3300',
     });
@@ -116,7 +116,7 @@ describe('Secret Manager faults', () => {
     [{ kind: 'corrupt' } as const, 502, 'DATA_LOSS'],
   ])('maps %j to a clear code, with no key material', async (fault, code, upstream) => {
     // A fresh broker: nothing in memory to fall back on.
-    const fresh = await stack.startBroker('broker');
+    const fresh = await stack.serveBroker('broker');
     stack.secretManager.injectFault(fault, 5);
     const r = await post(
       `${fresh.url}/token`,
@@ -131,7 +131,7 @@ describe('Secret Manager faults', () => {
   });
 
   it('answers 503 when the secret store is down and no key is in memory', async () => {
-    const fresh = await stack.startBroker('broker');
+    const fresh = await stack.serveBroker('broker');
     stack.secretManager.injectFault({ kind: 'status', code: status.UNAVAILABLE }, 10);
     const r = await post(
       `${fresh.url}/token`,
@@ -162,7 +162,7 @@ describe('clock skew of ±5 minutes between the broker and Google', () => {
     it(`mints with Google ${offset > 0 ? 'ahead' : 'behind'} by ${Math.abs(offset)} s, and caches without a mint loop`, async () => {
       const stack = await startStack({ googleClockOffsetSeconds: offset });
       try {
-        const broker = await stack.startBroker('broker');
+        const broker = await stack.serveBroker('broker');
         const token = await stack.callerToken(BILLING);
         const body = { serviceAccount: REPORTING, scopes: [BIGQUERY] };
         const first = await post(`${broker.url}/token`, body, { token });
@@ -182,11 +182,11 @@ describe('clock skew of ±5 minutes between the broker and Google', () => {
 describe.runIf(redisAvailable || process.env['CI'] === 'true')('a slow or flapping shared cache', () => {
   let stack: Stack;
   let cache: LocalSharedCache;
-  let broker: BrokerProcess;
+  let broker: InProcessBroker;
   beforeAll(async () => {
     cache = await startLocalSharedCache();
     stack = await startStack();
-    broker = await stack.startBroker('broker', cache.env);
+    broker = await stack.serveBroker('broker', cache.env);
   });
   afterAll(async () => {
     await stack?.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import {
   BIGQUERY,
   BILLING,
@@ -15,14 +15,14 @@ import {
 } from './support/stack.js';
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 /** The attacker: any caller with a valid ID token of its own (here billing, which may mint one thing only). */
 let attacker: string;
 
 beforeAll(async () => {
   stack = await startStack();
   // The setting under which the attack worked: the broker sits behind Cloud Run's IAM check.
-  broker = await stack.startBroker('broker', { BROKER_ALLOW_SIGNATURE_REMOVED_BY_GOOGLE: 'true' });
+  broker = await stack.serveBroker('broker', { BROKER_ALLOW_SIGNATURE_REMOVED_BY_GOOGLE: 'true' });
   attacker = await stack.callerToken(BILLING);
 });
 afterAll(async () => stack?.close());

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { logLineOf } from './support/raw-http.js';
 import {
   BIGQUERY,
@@ -17,11 +17,11 @@ import {
 } from './support/stack.js';
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 
 beforeAll(async () => {
   stack = await startStack();
-  broker = await stack.startBroker('broker', {
+  broker = await stack.serveBroker('broker', {
     GOOGLE_CLOUD_PROJECT: 'acme',
     K_SERVICE: 'broker',
     K_REVISION: 'broker-00007',
@@ -153,9 +153,9 @@ describe('log lines', () => {
     policy.grants.push({ callers: ['*'], serviceAccounts: [REPORTING], scopes: [BIGQUERY] });
     const file = join(stack.dir, 'open-policy.json');
     writeFileSync(file, JSON.stringify(policy));
-    const open = await stack.startBroker('token', { BROKER_POLICY_FILE: file });
+    const open = await stack.serveBroker('token', { BROKER_POLICY_FILE: file });
     await new Promise((r) => setTimeout(r, 200));
-    const warnings = (b: BrokerProcess) =>
+    const warnings = (b: InProcessBroker) =>
       b.lines.filter((l) => l.includes('"WARNING"') && l.includes('callers [\\"*\\"]'));
     expect(warnings(open)).toHaveLength(1);
     expect(JSON.parse(warnings(open)[0]!)).toMatchObject({

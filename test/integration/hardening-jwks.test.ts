@@ -3,11 +3,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { AUDIENCE, BIGQUERY, BILLING, post, REPORTING, type Stack, startStack } from './support/stack.js';
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 let jwks: Server;
 /** Whether the JWKS endpoint in front of the Google stand-in answers, and how often it was asked. */
 let up = false;
@@ -36,7 +36,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/oauth2/v3/certs`;
-  broker = await stack.startBroker('broker', { BROKER_JWKS_URL: url });
+  broker = await stack.serveBroker('broker', { BROKER_JWKS_URL: url });
 });
 afterAll(async () => {
   jwks?.closeAllConnections();

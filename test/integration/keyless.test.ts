@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
 import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { logLineOf } from './support/raw-http.js';
@@ -27,12 +27,12 @@ import {
 } from './support/stack.js';
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 let billing: string;
 
 beforeAll(async () => {
   stack = await startStack();
-  broker = await stack.startBroker('broker');
+  broker = await stack.serveBroker('broker');
   billing = await stack.callerToken(BILLING);
 });
 afterAll(async () => stack?.close());
@@ -169,7 +169,7 @@ describe('keyless accounts end to end (IAM Credentials API, no key anywhere)', (
   });
 
   it('fetches its own token from the metadata server once for many concurrent mints', async () => {
-    const b = await stack.startBroker('broker');
+    const b = await stack.serveBroker('broker');
     const platform = await stack.callerToken(PLATFORM);
     const before = stack.metadata.stats.tokenRequests;
     const results = await Promise.all([
@@ -186,8 +186,8 @@ describe('keyless accounts end to end (IAM Credentials API, no key anywhere)', (
 
 describe('keyless faults', () => {
   // Each fault test uses a fresh broker, so nothing is cached from before.
-  const fresh = () => stack.startBroker('broker');
-  const ask = (b: BrokerProcess) =>
+  const fresh = () => stack.serveBroker('broker');
+  const ask = (b: { url: string }) =>
     post(`${b.url}/token`, { serviceAccount: KEYLESS, scopes: [BIGQUERY] }, { token: billing });
 
   it.each([

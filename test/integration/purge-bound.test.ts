@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type InProcessBroker, serveInProcess } from '../../infra/in-process-broker.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
 import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { createUpstashRedis } from '../../shared/adapters/upstash.js';
@@ -17,7 +18,6 @@ import { createMemoryCache } from '../../shared/cache/memory.js';
 import { SharedTokenCache } from '../../shared/cache/shared-cache.js';
 import { TokenStore } from '../../shared/cache/token-store.js';
 import type { CacheKeyParts, Token } from '../../shared/cache/types.js';
-import { type InProcessBroker, startInProcessBroker } from '../support/in-process.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { DRIVE, OPS, PLATFORM, post, type Stack, startStack } from './support/stack.js';
 
@@ -38,11 +38,11 @@ describe.runIf(run)('an instance partitioned from the shared cache', () => {
     cache = await startLocalSharedCache();
     proxy = await startTcpProxy(new URL(cache.upstash.url).host);
     const env = { ...stack.env, ...cache.env, BROKER_PURGE_BOUND_SECONDS: String(BOUND_SECONDS) };
-    a = await startInProcessBroker(env);
-    b = await startInProcessBroker({ ...env, UPSTASH_REDIS_REST_URL: proxy.url });
+    a = await serveInProcess(env);
+    b = await serveInProcess({ ...env, UPSTASH_REDIS_REST_URL: proxy.url });
   }, 60_000);
   afterAll(async () => {
-    await Promise.all([a?.close(), b?.close()]);
+    await Promise.all([a?.stop(), b?.stop()]);
     await proxy?.close();
     await cache?.close();
     await stack?.close();

@@ -46,14 +46,14 @@ describe('purge says how far it reached', () => {
   });
 
   it('still starts the token functions without a shared cache', async () => {
-    const token = await stack.startBroker('token');
+    const token = await stack.serveBroker('token');
     const r = await post(`${token.url}/`, body, { token: platform });
     expect(r.status).toBe(200);
     await token.stop();
   });
 
   it('answers a broker purge without a shared cache with reach "this_instance", and that is what happened', async () => {
-    const [a, b] = await Promise.all([stack.startBroker('broker'), stack.startBroker('broker')]);
+    const [a, b] = await Promise.all([stack.serveBroker('broker'), stack.serveBroker('broker')]);
     const onA = await post(`${a.url}/token`, body, { token: platform });
     const onB = await post(`${b.url}/token`, body, { token: platform });
     expect(onA.status).toBe(200);
@@ -94,8 +94,8 @@ describe.runIf(run)('purge says how far it reached, with a shared cache', () => 
 
   it('starts the admin function, whose purge reaches the token function: reach "all_instances"', async () => {
     const [token, admin] = await Promise.all([
-      stack.startBroker('token', cache.env),
-      stack.startBroker('admin', cache.env),
+      stack.serveBroker('token', cache.env),
+      stack.serveBroker('admin', cache.env),
     ]);
     const first = await post(`${token.url}/`, body, { token: platform });
     expect(first.status).toBe(200);
@@ -114,7 +114,7 @@ describe.runIf(run)('purge says how far it reached, with a shared cache', () => 
   });
 
   it('answers a broker purge with a shared cache with reach "all_instances"', async () => {
-    const a = await stack.startBroker('broker', cache.env);
+    const a = await stack.serveBroker('broker', cache.env);
     expect((await post(`${a.url}/token`, body, { token: platform })).status).toBe(200);
     const purged = await post(`${a.url}/admin/purge`, { tenant: 'blue' }, { token: ops });
     expect(purged.status).toBe(200);

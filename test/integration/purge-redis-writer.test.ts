@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
 import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { createUpstashRedis } from '../../shared/adapters/upstash.js';
@@ -25,7 +25,7 @@ describe.runIf(run)('a Redis writer against broker instances', () => {
   let stack: Stack;
   let cache: LocalSharedCache;
   let redis: Redis;
-  let brokers: BrokerProcess[];
+  let brokers: InProcessBroker[];
   let platform: string;
   let ops: string;
   /** Every response body of the current test. */
@@ -43,9 +43,9 @@ describe.runIf(run)('a Redis writer against broker instances', () => {
   const fresh = async () => {
     cache = await startLocalSharedCache();
     redis = new Redis(cache.redis.url);
-    brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', cache.env)));
+    brokers = await Promise.all([0, 1, 2].map(() => stack.serveBroker('broker', cache.env)));
     bodies.length = 0;
-    return brokers as [BrokerProcess, BrokerProcess, BrokerProcess];
+    return brokers as [InProcessBroker, InProcessBroker, InProcessBroker];
   };
   afterEach(async () => {
     redis?.disconnect();
@@ -53,13 +53,13 @@ describe.runIf(run)('a Redis writer against broker instances', () => {
     await cache?.close();
   });
 
-  const ask = async (broker: BrokerProcess, tenant = 'blue') => {
+  const ask = async (broker: InProcessBroker, tenant = 'blue') => {
     const r = await post(`${broker.url}/token`, { tenant, scopes: [DRIVE] }, { token: platform });
     expect(r.status).toBe(200);
     bodies.push(r.text);
     return { token: String(r.json['access_token']), status: r.headers.get('cache-status') };
   };
-  const purge = async (broker: BrokerProcess, tenant = 'blue') => {
+  const purge = async (broker: InProcessBroker, tenant = 'blue') => {
     const r = await post(`${broker.url}/admin/purge`, { tenant }, { token: ops });
     expect(r.status).toBe(200);
   };

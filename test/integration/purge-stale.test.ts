@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
 import { redisAvailable } from '../../infra/redis/redis-server.js';
 import { DRIVE, OPS, PLATFORM, post, type Stack, startStack } from './support/stack.js';
@@ -15,8 +15,8 @@ const run = redisAvailable || process.env['CI'] === 'true';
 describe.runIf(run)('a purged token is never served stale', () => {
   let stack: Stack;
   let cache: LocalSharedCache;
-  let a: BrokerProcess;
-  let b: BrokerProcess;
+  let a: InProcessBroker;
+  let b: InProcessBroker;
   let platform: string;
   let ops: string;
   /** Every response body since the first purge, to look for purged tokens in. */
@@ -26,7 +26,7 @@ describe.runIf(run)('a purged token is never served stale', () => {
     cache = await startLocalSharedCache();
     stack = await startStack({ accessTokenLifetimeSeconds: 3000 });
     const env = { ...cache.env, BROKER_REFRESH_SKEW_SECONDS: '3300' };
-    [a, b] = await Promise.all([stack.startBroker('broker', env), stack.startBroker('broker', env)]);
+    [a, b] = await Promise.all([stack.serveBroker('broker', env), stack.serveBroker('broker', env)]);
     platform = await stack.callerToken(PLATFORM);
     ops = await stack.callerToken(OPS);
   }, 60_000);
@@ -36,12 +36,12 @@ describe.runIf(run)('a purged token is never served stale', () => {
     await cache?.close();
   });
 
-  const ask = async (broker: BrokerProcess, tenant: string) => {
+  const ask = async (broker: InProcessBroker, tenant: string) => {
     const r = await post(`${broker.url}/token`, { tenant, scopes: [DRIVE] }, { token: platform });
     bodies.push(r.text);
     return r;
   };
-  const purge = async (broker: BrokerProcess, tenant: string) => {
+  const purge = async (broker: InProcessBroker, tenant: string) => {
     const r = await post(`${broker.url}/admin/purge`, { tenant }, { token: ops });
     expect(r.status).toBe(200);
   };

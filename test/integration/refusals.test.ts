@@ -4,7 +4,7 @@
  * checked before its body is read, and a purge of what the policy lacks.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InProcessBroker, startInProcessBroker } from '../support/in-process.js';
+import { type InProcessBroker, serveInProcess } from '../../infra/in-process-broker.js';
 import { BIGQUERY, BILLING, OPS, post, REPORTING, type Stack, startStack } from './support/stack.js';
 
 let stack: Stack;
@@ -12,10 +12,10 @@ let broker: InProcessBroker;
 
 beforeAll(async () => {
   stack = await startStack();
-  broker = await startInProcessBroker(stack.env);
+  broker = await serveInProcess(stack.env);
 });
 afterAll(async () => {
-  await broker?.close();
+  await broker?.stop();
   await stack?.close();
 });
 

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { type LocalSharedCache, startLocalSharedCache } from '../../infra/local-shared-cache.js';
 import { redisAvailable } from '../../infra/redis/redis-server.js';
 import {
@@ -189,12 +190,12 @@ describe.runIf(run)('shared Upstash cache across broker instances', () => {
 describe.runIf(run)('refresh ahead with short-lived tokens', () => {
   let stack: Stack;
   let cache: LocalSharedCache;
-  let broker: BrokerProcess;
+  let broker: InProcessBroker;
 
   beforeAll(async () => {
     cache = await startLocalSharedCache();
     stack = await startStack({ accessTokenLifetimeSeconds: 12 });
-    broker = await stack.startBroker('broker', {
+    broker = await stack.serveBroker('broker', {
       ...cache.env,
       BROKER_REFRESH_SKEW_SECONDS: '3',
       BROKER_REFRESH_AHEAD_SECONDS: '5',
@@ -263,8 +264,8 @@ describe.runIf(run)('per-caller rate limits', () => {
   };
 
   it('counts each caller across instances with the shared limiter, cache hits included, and keeps no email in Redis', async () => {
-    const a = await stack.startBroker('broker', cache.env);
-    const b = await stack.startBroker('broker', cache.env);
+    const a = await stack.serveBroker('broker', cache.env);
+    const b = await stack.serveBroker('broker', cache.env);
     const results = await burst([a.url, b.url], 8);
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429, 429, 429]);
     const limited = results[5]!;
@@ -287,7 +288,7 @@ describe.runIf(run)('per-caller rate limits', () => {
   });
 
   it('counts in process without a shared cache', async () => {
-    const c = await stack.startBroker('broker');
+    const c = await stack.serveBroker('broker');
     expect((await burst([c.url], 7)).map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429, 429]);
   });
 });

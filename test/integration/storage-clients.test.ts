@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { BrokerAuthClient } from '../../packages/client/src/auth-client.js';
 import { BrokerClient } from '../../packages/client/src/index.js';
 import { BILLING, examplePolicy, REPORTING, type Stack, startStack } from './support/stack.js';
@@ -20,7 +20,7 @@ interface Recorded {
 }
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 let gcs: Server;
 let gcsUrl: string;
 const recorded: Recorded[] = [];
@@ -63,7 +63,7 @@ beforeAll(async () => {
     scopes: [STORAGE_SCOPE],
   });
   stack = await startStack({ policy });
-  broker = await stack.startBroker('broker');
+  broker = await stack.serveBroker('broker');
   gcs = await startRecordingGcs();
   gcsUrl = `http://127.0.0.1:${(gcs.address() as AddressInfo).port}`;
 });

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { GoogleAuth } from 'google-auth-library';
 import { Storage } from 'storage8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrokerProcess } from '../../infra/broker-process.js';
 import type { MetadataServer } from '../../infra/google/metadata.js';
+import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { main as cli } from '../../packages/client/src/cli/broker-token.js';
 import { pythonAvailable, runPython } from '../support/python.js';
 import {
@@ -32,7 +32,7 @@ const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
 
 let stack: Stack;
-let broker: BrokerProcess;
+let broker: InProcessBroker;
 let workload: MetadataServer;
 let billing: string;
 
@@ -51,7 +51,7 @@ beforeAll(async () => {
     scopes: STORAGE_SCOPES,
   });
   stack = await startStack({ policy });
-  broker = await stack.startBroker('broker');
+  broker = await stack.serveBroker('broker');
   // The caller's own instance: Google's libraries fetch its ID token from here (the URL source).
   workload = await stack.google.startMetadataServer({ email: BILLING });
   billing = await stack.callerToken(BILLING);
@@ -352,7 +352,7 @@ describe('token exchange answers and errors (RFC 8693, RFC 6749 §5.2)', () => {
   });
 
   it('never trusts an unsigned subject token, even where the operator allows SIGNATURE_REMOVED_BY_GOOGLE headers', async () => {
-    const lenient = await stack.startBroker('broker', { BROKER_ALLOW_SIGNATURE_REMOVED_BY_GOOGLE: 'true' });
+    const lenient = await stack.serveBroker('broker', { BROKER_ALLOW_SIGNATURE_REMOVED_BY_GOOGLE: 'true' });
     const [h, c] = (await stack.callerToken(OPS)).split('.');
     const forged = `${h}.${c}.SIGNATURE_REMOVED_BY_GOOGLE`;
     const before = stack.google.stats.tokensIssued;
@@ -416,7 +416,7 @@ describe('token exchange answers and errors (RFC 8693, RFC 6749 §5.2)', () => {
 
   it("answers 429 with Retry-After past the caller's rate limit, as the JSON endpoints do", async () => {
     const policy = { ...examplePolicy(), rateLimit: { requests: 2, windowSeconds: 60 } };
-    const limited = await stack.startBroker('sts', {
+    const limited = await stack.serveBroker('sts', {
       BROKER_POLICY: JSON.stringify(policy),
       BROKER_POLICY_FILE: undefined,
     });
