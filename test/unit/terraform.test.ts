@@ -48,10 +48,16 @@ const RUNTIME = 'token-broker-runtime@acme-prod.iam.gserviceaccount.com';
 /** Variables, validation failures and a plan scope, as `terraform plan -var-file` would have them. */
 function plan(given: Record<string, unknown>, known: Record<string, Record<string, unknown>> = {}) {
   const vars = variableValues(m, given);
-  const scope = planScope(m, vars);
-  for (const [type, byName] of Object.entries(known))
-    scope[type] = { ...(scope[type] as Record<string, unknown>), ...byName };
-  return { vars, scope, failures: failedValidations(m, vars) };
+  const failures = failedValidations(m, vars);
+  // Terraform evaluates locals and resources only once every variable is valid.
+  return {
+    vars,
+    failures,
+    get scope() {
+      if (failures.length > 0) throw new Error(`invalid variables:\n${failures.join('\n')}`);
+      return planScope(m, vars, known);
+    },
+  };
 }
 const resource = (address: string): Block => {
   const r = m.resources.get(address);
