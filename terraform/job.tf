@@ -10,8 +10,9 @@
 #   subnet with Private Google Access, which this file creates unless delegated_job.vpc_connector names one.
 
 locals {
-  job                = var.delegated_job == null ? {} : { job = var.delegated_job }
-  job_make_connector = var.delegated_job == null ? {} : var.delegated_job.vpc_connector == null ? { job = var.delegated_job } : {}
+  # Only with a token endpoint to call (variables.tf refuses a job without one; this keeps every index below safe).
+  job                = var.delegated_job == null || local.token_function == null ? {} : { job = var.delegated_job }
+  job_make_connector = { for k, j in local.job : k => j if j.vpc_connector == null }
 }
 
 resource "google_service_account" "job" {
@@ -83,8 +84,8 @@ resource "google_cloudfunctions2_function" "job" {
     timeout_seconds               = 120
     environment_variables = {
       NODE_ENV            = "production"
-      JOB_BROKER_URL      = local.token_url_for_job
-      JOB_BROKER_AUDIENCE = local.function_url[local.token_function]
+      JOB_BROKER_URL      = local.token_url
+      JOB_BROKER_AUDIENCE = local.token_audience
       JOB_SERVICE_ACCOUNT = each.value.service_account
       JOB_SUBJECT         = each.value.subject
       JOB_SCOPES          = join(" ", each.value.scopes)

@@ -43,8 +43,13 @@ locals {
   invoker_targets   = [for t in var.targets : t if contains(["token", "jwt", "idtoken", "broker"], t)]
   admin_targets     = [for t in var.targets : t if t == "admin" || t == "broker"]
   sts_targets       = var.sts_invoker == "callers" ? [for t in var.targets : t if t == "sts"] : []
-  token_function    = contains(var.targets, "broker") ? "broker" : "token"
-  token_url_for_job = contains(var.targets, "broker") ? "${local.function_url["broker"]}/token" : local.function_url["token"]
+  # The token endpoint for the callers this module makes (the example job, the smoke test): `/token` on the
+  # broker function, or the token function; null when neither is deployed. Terraform evaluates every local on
+  # every plan, whether anything reads it or not, so an optional target is looked up, never indexed:
+  # indexing function_url with "token" failed every plan that deploys no token function ("Invalid index").
+  token_function = contains(var.targets, "broker") ? "broker" : contains(var.targets, "token") ? "token" : null
+  token_audience = lookup(local.function_url, coalesce(local.token_function, "none"), null)
+  token_url      = local.token_function == "broker" ? "${lookup(local.function_url, "broker", "")}/token" : lookup(local.function_url, "token", null)
   invoker_bindings = merge(
     { for pair in setproduct(concat(local.invoker_targets, local.sts_targets), var.callers) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = "serviceAccount:${pair[1]}" } },
     { for pair in setproduct(local.admin_targets, var.admins) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = "serviceAccount:${pair[1]}" } },

@@ -115,8 +115,8 @@ describe('terraform/ against the providers published schemas', () => {
     [
       'an undeclared local',
       'job.tf',
-      (t: string) => t.replace('local.token_url_for_job', 'local.token_url'),
-      /local\.token_url is not declared/,
+      (t: string) => t.replace('local.token_url\n', 'local.token_url_for_job\n'),
+      /local\.token_url_for_job is not declared/,
     ],
     [
       'an undeclared resource',
