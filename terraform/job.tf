@@ -52,7 +52,7 @@ resource "google_vpc_access_connector" "job" {
   subnet {
     name = google_compute_subnetwork.job[each.key].name
   }
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_project_service_identity.agents]
 }
 
 resource "google_cloudfunctions2_function" "job" {
@@ -94,6 +94,7 @@ resource "google_cloudfunctions2_function" "job" {
 
   depends_on = [
     google_project_service.apis,
+    time_sleep.iam_propagation, # after the build grants and the service agents
     google_project_iam_member.build_logs,
     google_project_iam_member.build_staged_source,
     google_artifact_registry_repository_iam_member.build_writer,
@@ -140,5 +141,6 @@ resource "google_cloud_scheduler_job" "delegated" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  # Scheduler's service agent mints that OIDC token as the job's account.
+  depends_on = [google_project_service.apis, time_sleep.iam_propagation]
 }

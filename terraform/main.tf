@@ -264,6 +264,7 @@ resource "google_cloudfunctions2_function" "broker" {
 
   depends_on = [
     google_project_service.apis,
+    time_sleep.iam_propagation, # after the build grants, the secret grants and the service agents
     google_secret_manager_secret_iam_member.key_access,
     google_secret_manager_secret_iam_member.cache_secrets_access,
     google_secret_manager_secret_version.cache_key,

@@ -76,6 +76,18 @@ resource "google_logging_metric" "mint_latency" {
   depends_on = [google_project_service.apis]
 }
 
+# The Monitoring API refuses an alert policy on a log-based metric for some time after the metric is created:
+# "Cannot find metric(s) that match type ... If a metric was created recently, it could take up to 10 minutes
+# to become available" (hashicorp/terraform-provider-google#11102, open; the provider does not retry it). The
+# alert policies wait for this sleep, which starts when the metrics exist and restarts when one is replaced.
+resource "time_sleep" "metrics_propagation" {
+  create_duration = var.metric_propagation_wait
+  triggers = {
+    requests     = google_logging_metric.requests.id
+    mint_latency = google_logging_metric.mint_latency.id
+  }
+}
+
 resource "google_monitoring_alert_policy" "upstream_unavailable" {
   project      = var.project_id
   display_name = "${local.prefix}: Google unreachable for 10 minutes (upstream_unavailable)"
@@ -98,6 +110,7 @@ resource "google_monitoring_alert_policy" "upstream_unavailable" {
     }
   }
   notification_channels = var.alert_notification_channels
+  depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
     content   = "The broker could not reach Google's token endpoint, IAM Credentials, the metadata server or Secret Manager after retries, with no still-valid cached token to serve. See docs/operations.md."
@@ -127,6 +140,7 @@ resource "google_monitoring_alert_policy" "server_errors" {
     }
   }
   notification_channels = var.alert_notification_channels
+  depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
     content   = "The broker answered 5xx: upstream_rejected (502, a Google refusal: see the audit line's upstreamError), upstream_unavailable (503) or an internal error (500). See docs/operations.md."
@@ -155,6 +169,7 @@ resource "google_monitoring_alert_policy" "denial_spike" {
     }
   }
   notification_channels = var.alert_notification_channels
+  depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
     content   = "Many requests are denied by the policy: a caller lost a grant, or someone is probing for service accounts. The audit lines' caller and reason say which. See docs/operations.md."

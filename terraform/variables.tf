@@ -348,3 +348,23 @@ variable "denials_per_minute_alert" {
   description = "Alert when denied requests stay above this many per minute for 5 minutes (a misconfigured caller, or someone probing)."
   default     = 30
 }
+
+variable "iam_propagation_wait" {
+  type        = string
+  description = "How long to wait after creating service agents and granting the build and runtime accounts their roles, before the first build or deploy that relies on them (IAM changes typically take 2 minutes to propagate, sometimes 7 or more). Waited again only when one of those grants changes."
+  default     = "120s"
+  validation {
+    condition     = can(regex("^[0-9]+[sm]$", var.iam_propagation_wait))
+    error_message = "iam_propagation_wait must be a duration such as 120s or 5m."
+  }
+}
+
+variable "metric_propagation_wait" {
+  type        = string
+  description = "How long to wait after creating the log-based metrics before creating the alert policies on them: the Monitoring API answers \"Cannot find metric(s)\" for up to 10 minutes after a metric is created. It runs while the functions build, and again only when a metric is replaced."
+  default     = "600s"
+  validation {
+    condition     = can(regex("^[0-9]+[sm]$", var.metric_propagation_wait))
+    error_message = "metric_propagation_wait must be a duration such as 600s or 10m."
+  }
+}

@@ -8,7 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { failedValidations, type Plan, planModule, planScope, tfvars, variableValues } from './tf-eval.js';
-import { parseBody, readModule, type TfModule } from './tf-syntax.js';
+import {
+  attr,
+  type Block,
+  type Expr,
+  parseBody,
+  readModule,
+  type TfModule,
+  traversals,
+} from './tf-syntax.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DIR = join(ROOT, 'terraform');
@@ -73,3 +81,17 @@ export function fullPlan(
   if (failures.length > 0) throw new Error(`invalid variables:\n${failures.join('\n')}`);
   return planModule(m, vars, known);
 }
+
+/** A resource block of the module, by address. */
+export function resource(address: string, m: TfModule = MODULE): Block {
+  const r = m.resources.get(address);
+  if (!r) throw new Error(`no resource ${address}`);
+  return r;
+}
+
+/** The references in an expression, as dotted paths (google_x.y.attr, local.z). */
+export const refs = (e: Expr | undefined): string[] =>
+  e ? [...traversals(e)].map((t) => [t.root, ...t.path].join('.')) : [];
+
+/** What a resource's depends_on names. */
+export const dependsOn = (address: string): string[] => refs(attr(resource(address).body, 'depends_on'));

@@ -6,8 +6,19 @@
  */
 import { describe, expect, it } from 'vitest';
 import { evaluateText, planScope, TfEvalError, variableValues } from '../support/tf-eval.js';
-import { DIR, fullPlan, MODULE, MULTI, SINGLE, TEXT, variables } from '../support/tf-module.js';
-import { readModule } from '../support/tf-syntax.js';
+import {
+  DIR,
+  dependsOn,
+  fullPlan,
+  MODULE,
+  MULTI,
+  refs,
+  resource,
+  SINGLE,
+  TEXT,
+  variables,
+} from '../support/tf-module.js';
+import { attr, readModule } from '../support/tf-syntax.js';
 
 const TARGETS = ['token', 'jwt', 'idtoken', 'admin', 'sts', 'broker'];
 /** Every non-empty subset of the targets, in the order variables.tf lists them. */
@@ -104,5 +115,96 @@ describe('issue 22: the first plan on a fresh project', () => {
       }
     }
     expect(plans).toBe(63 + 31 + 48);
+  });
+});
+
+/** Seconds in a Terraform duration such as "120s" or "10m". */
+const seconds = (d: unknown) => {
+  const m = /^(\d+)([sm])$/.exec(String(d));
+  if (!m) throw new Error(`not a duration: ${String(d)}`);
+  return Number(m[1]) * (m[2] === 'm' ? 60 : 1);
+};
+const triggerRefs = (address: string) => refs(attr(resource(address).body, 'triggers'));
+
+describe('issue 22: waits before what would fail on a fresh project', () => {
+  it('creates the alert policies only after a sleep that starts once the log-based metrics exist', () => {
+    const metrics = [...MODULE.resources.keys()].filter((k) => k.startsWith('google_logging_metric.'));
+    expect(metrics.length).toBe(2);
+    // The sleep is (re)created when a metric is: its triggers name each one.
+    for (const metric of metrics)
+      expect(
+        triggerRefs('time_sleep.metrics_propagation').some((r) => r.startsWith(`${metric}.`)),
+        metric,
+      ).toBe(true);
+    const alerts = [...MODULE.resources.keys()].filter((k) =>
+      k.startsWith('google_monitoring_alert_policy.'),
+    );
+    expect(alerts.length).toBe(3);
+    for (const alert of alerts) expect(dependsOn(alert), alert).toContain('time_sleep.metrics_propagation');
+    // The API says up to 10 minutes; the default waits that long.
+    const p = fullPlan(SINGLE);
+    expect(
+      seconds(p.instances.get('time_sleep.metrics_propagation')!.get('')!['create_duration']),
+    ).toBeGreaterThanOrEqual(600);
+    expect(variables({ ...SINGLE, metric_propagation_wait: 'ten minutes' }).failures.join()).toMatch(
+      /duration/,
+    );
+  });
+
+  it('creates the service agents the module relies on, with google-beta (generateServiceIdentity)', () => {
+    expect(attr(resource('google_project_service_identity.agents').body, 'provider')).toEqual({
+      k: 'name',
+      name: 'google-beta',
+    });
+    const agents = (given: Record<string, unknown>) =>
+      [...fullPlan(given).instances.get('google_project_service_identity.agents')!.keys()].sort();
+    expect(agents(NO_JOB)).toEqual([
+      'cloudbuild.googleapis.com',
+      'cloudfunctions.googleapis.com',
+      'run.googleapis.com',
+    ]);
+    expect(agents(SINGLE)).toEqual([
+      'cloudbuild.googleapis.com',
+      'cloudfunctions.googleapis.com',
+      'cloudscheduler.googleapis.com',
+      'run.googleapis.com',
+      'vpcaccess.googleapis.com',
+    ]);
+    // A job on a connector of the operator's own needs no VPC Access agent of ours.
+    const ownConnector = {
+      ...SINGLE,
+      delegated_job: {
+        ...(SINGLE['delegated_job'] as object),
+        vpc_connector: 'projects/acme-prod/locations/europe-west1/connectors/shared',
+      },
+    };
+    expect(agents(ownConnector)).not.toContain('vpcaccess.googleapis.com');
+  });
+
+  it('waits for IAM after the build grants, the secret grants and the agents, before any build, deploy or schedule', () => {
+    const t = triggerRefs('time_sleep.iam_propagation');
+    for (const grant of [
+      'google_project_iam_member.build_logs',
+      'google_project_iam_member.build_staged_source',
+      'google_artifact_registry_repository_iam_member.build_writer',
+      'google_storage_bucket_iam_member.build_source_reader',
+      'google_secret_manager_secret_iam_member.cache_secrets_access',
+      'google_project_service_identity.agents',
+    ])
+      expect(
+        t.some((r) => r.startsWith(grant)),
+        grant,
+      ).toBe(true);
+    for (const waits of [
+      'google_cloudfunctions2_function.broker',
+      'google_cloudfunctions2_function.job',
+      'google_cloud_scheduler_job.delegated',
+    ])
+      expect(dependsOn(waits), waits).toContain('time_sleep.iam_propagation');
+    expect(dependsOn('google_vpc_access_connector.job')).toContain('google_project_service_identity.agents');
+    // Google: typically 2 minutes.
+    expect(
+      seconds(fullPlan(SINGLE).instances.get('time_sleep.iam_propagation')!.get('')!['create_duration']),
+    ).toBe(120);
   });
 });

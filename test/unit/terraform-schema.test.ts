@@ -59,6 +59,18 @@ describe('terraform/ against the providers published schemas', () => {
     );
   });
 
+  it('checks time_sleep against time 0.13.1, and the one google-beta resource and terraform_data against their sources', () => {
+    expect(schemas['time']!.resources.get('time_sleep')!.args.has('create_duration')).toBe(true);
+    expect(schemas['time']!.resources.get('time_sleep')!.args.has('triggers')).toBe(true);
+    expect([...schemas['google-beta']!.resources.keys()]).toEqual(['google_project_service_identity']);
+    // google-beta's provider block is google's.
+    expect(schemas['google-beta']!.provider).toBe(schemas['google']!.provider);
+    expect(schemas['google']!.resources.has('google_project_service_identity')).toBe(false); // beta only
+    const source = readFileSync(fileURLToPath(new URL('../support/tf-schema.ts', import.meta.url)), 'utf8');
+    expect(source).toMatch(/resource_project_service_identity\.go/);
+    expect(source).toMatch(/resource_data\.go/);
+  });
+
   // Each mutation is what a person might really get wrong; the check must name it.
   it.each([
     [
@@ -169,6 +181,19 @@ describe('terraform/ against the providers published schemas', () => {
           'google_cloudfunctions2_function.broker[each.value.target].service_config[0].servce',
         ),
       /google_cloudfunctions2_function\.broker\.service_config has no attribute servce/,
+    ],
+    [
+      'a beta-only resource without provider = google-beta',
+      'propagation.tf',
+      (t: string) => t.replace('  provider   = google-beta\n', ''),
+      /unknown resource type google_project_service_identity/,
+    ],
+    [
+      'an argument time_sleep does not have',
+      'monitoring.tf',
+      (t: string) =>
+        t.replace('create_duration = var.metric_propagation_wait', 'duration = var.metric_propagation_wait'),
+      /time_sleep\.metrics_propagation\.duration \(line \d+\): unsupported argument/,
     ],
   ] as const)('fails on %s', (_name, file, edit, expected) => {
     const problems = problemsAfter(file, edit);
