@@ -110,8 +110,24 @@ resource "google_secret_manager_secret" "key" {
   project   = var.project_id
   secret_id = each.key
   labels    = { "managed-by" = "token-broker" }
+  version_destroy_ttl = var.secret_version_destroy_ttl
+  # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
-    auto {}
+    dynamic "auto" {
+      for_each = var.secret_locations == null ? [1] : []
+      content {}
+    }
+    dynamic "user_managed" {
+      for_each = var.secret_locations == null ? [] : [var.secret_locations]
+      content {
+        dynamic "replicas" {
+          for_each = user_managed.value
+          content {
+            location = replicas.value
+          }
+        }
+      }
+    }
   }
   depends_on = [google_project_service.apis]
 }
@@ -130,6 +146,10 @@ resource "google_secret_manager_secret_version" "key" {
   secret                 = google_secret_manager_secret.key[each.value].id
   secret_data_wo         = file(var.service_account_key_files[each.value])
   secret_data_wo_version = var.key_files_version
+  deletion_policy        = "DELETE" # with the secret's version_destroy_ttl: disabled at once, destroyed a day later
+  lifecycle {
+    create_before_destroy = true # the new key is `latest` before the old version goes
+  }
 }
 
 # BROKER_CACHE_KEY: 32 random bytes, made by an ephemeral resource and written through a write-only argument,
@@ -141,24 +161,67 @@ ephemeral "random_bytes" "cache_key" {
 resource "google_secret_manager_secret" "cache_key" {
   project   = var.project_id
   secret_id = "${local.prefix}-cache-key"
+  version_destroy_ttl = var.secret_version_destroy_ttl
+  # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
-    auto {}
+    dynamic "auto" {
+      for_each = var.secret_locations == null ? [1] : []
+      content {}
+    }
+    dynamic "user_managed" {
+      for_each = var.secret_locations == null ? [] : [var.secret_locations]
+      content {
+        dynamic "replicas" {
+          for_each = user_managed.value
+          content {
+            location = replicas.value
+          }
+        }
+      }
+    }
   }
   depends_on = [google_project_service.apis]
 }
 
+# Rotation (a bump of cache_key_version or upstash_token_version replaces the version): create_before_destroy
+# makes Terraform create the new version, then update the functions to a revision pinned to it (Cloud Run
+# moves all traffic to that revision before the update returns), and only then destroy the old version. With
+# the secret's version_destroy_ttl that destroy disables the old version at once and destroys it a day later:
+# the revisions still serving when it is disabled have already read their value (secret environment variables
+# are resolved when an instance starts), and a rollback to an older revision within the day is one
+# `gcloud secrets versions enable` away.
 resource "google_secret_manager_secret_version" "cache_key" {
   secret                 = google_secret_manager_secret.cache_key.id
   secret_data_wo         = ephemeral.random_bytes.cache_key.base64
   secret_data_wo_version = var.cache_key_version
+  deletion_policy        = "DELETE"
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "google_secret_manager_secret" "upstash_token" {
   count     = local.shared_cache ? 1 : 0
   project   = var.project_id
   secret_id = "${local.prefix}-upstash-token"
+  version_destroy_ttl = var.secret_version_destroy_ttl
+  # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
-    auto {}
+    dynamic "auto" {
+      for_each = var.secret_locations == null ? [1] : []
+      content {}
+    }
+    dynamic "user_managed" {
+      for_each = var.secret_locations == null ? [] : [var.secret_locations]
+      content {
+        dynamic "replicas" {
+          for_each = user_managed.value
+          content {
+            location = replicas.value
+          }
+        }
+      }
+    }
   }
   depends_on = [google_project_service.apis]
 }
@@ -168,6 +231,10 @@ resource "google_secret_manager_secret_version" "upstash_token" {
   secret                 = google_secret_manager_secret.upstash_token[0].id
   secret_data_wo         = local.upstash_token
   secret_data_wo_version = var.upstash_token_version
+  deletion_policy        = "DELETE"
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "google_secret_manager_secret_iam_member" "cache_secrets_access" {

@@ -368,3 +368,23 @@ variable "metric_propagation_wait" {
     error_message = "metric_propagation_wait must be a duration such as 600s or 10m."
   }
 }
+
+variable "secret_locations" {
+  type        = list(string)
+  description = "Where Secret Manager keeps the module's secrets. null: automatic replication (Google chooses the locations; an organisation policy gcp.resourceLocations must allow `global`). A list of regions, e.g. [\"europe-west1\"]: user-managed replication in exactly those, for projects whose resource-location policy allows only the region. Replication cannot change in place: changing this replaces the secrets, and key versions added out of band must be added again."
+  default     = null
+  validation {
+    condition     = var.secret_locations == null || try(length(var.secret_locations) > 0 && alltrue([for l in var.secret_locations : can(regex("^[a-z]+-[a-z]+[0-9]+$", l))]), false)
+    error_message = "secret_locations: null (automatic replication) or a non-empty list of regions such as europe-west1."
+  }
+}
+
+variable "secret_version_destroy_ttl" {
+  type        = string
+  description = "Secret Manager's delayed destruction on the module's secrets: a destroyed version (an old one after a rotation, or one destroyed by hand) is disabled at once and destroyed after this long, and can be re-enabled until then. null: destroyed at once."
+  default     = "86400s"
+  validation {
+    condition     = var.secret_version_destroy_ttl == null || can(regex("^[0-9]+s$", var.secret_version_destroy_ttl))
+    error_message = "secret_version_destroy_ttl must be null or a number of seconds such as 86400s."
+  }
+}

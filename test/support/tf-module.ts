@@ -95,3 +95,22 @@ export const refs = (e: Expr | undefined): string[] =>
 
 /** What a resource's depends_on names. */
 export const dependsOn = (address: string): string[] => refs(attr(resource(address).body, 'depends_on'));
+
+/** A resource's lifecycle block, if any. */
+export const lifecycle = (address: string): Block['body'] | undefined =>
+  resource(address).body.blocks.find((b) => b.type === 'lifecycle')?.body;
+
+/** One instance's planned arguments and blocks. */
+export function planned(p: Plan, address: string, key = ''): Record<string, unknown> {
+  const instance = p.instances.get(address)?.get(key);
+  if (!instance) throw new Error(`no instance ${address}[${JSON.stringify(key)}] in the plan`);
+  return instance;
+}
+
+/** The nested blocks of a type in a planned instance (or block). */
+export function blocksOf(value: Record<string, unknown>, type: string): Record<string, unknown>[] {
+  const found = value[type];
+  if (found === undefined) return [];
+  if (!Array.isArray(found)) throw new Error(`${type} is not a list of blocks`);
+  return found as Record<string, unknown>[];
+}

@@ -7,11 +7,14 @@
 import { describe, expect, it } from 'vitest';
 import { evaluateText, planScope, TfEvalError, variableValues } from '../support/tf-eval.js';
 import {
+  blocksOf,
   DIR,
   dependsOn,
   fullPlan,
+  lifecycle,
   MODULE,
   MULTI,
+  planned,
   refs,
   resource,
   SINGLE,
@@ -206,5 +209,65 @@ describe('issue 22: waits before what would fail on a fresh project', () => {
     expect(
       seconds(fullPlan(SINGLE).instances.get('time_sleep.iam_propagation')!.get('')!['create_duration']),
     ).toBe(120);
+  });
+});
+
+describe('issue 22: secrets that rotate without breaking what serves, wherever they may live', () => {
+  const versions = () =>
+    [...MODULE.resources.keys()].filter((k) => k.startsWith('google_secret_manager_secret_version.'));
+  const secrets = () =>
+    [...MODULE.resources.keys()].filter((k) => k.startsWith('google_secret_manager_secret.'));
+
+  it('creates each new secret version before the old one is destroyed', () => {
+    expect(versions().length).toBeGreaterThanOrEqual(3);
+    for (const v of versions()) {
+      const lc = lifecycle(v);
+      expect(lc && attr(lc, 'create_before_destroy'), v).toEqual({ k: 'lit', v: true });
+    }
+    // The functions read the cache key at the version Terraform wrote (a new revision per rotation), so the
+    // new version must exist before they update, and the old one must outlive that update: what
+    // create_before_destroy orders (create new, update dependents, destroy old).
+    const fn = resource('google_cloudfunctions2_function.broker');
+    const service = fn.body.blocks.find((b) => b.type === 'service_config')!.body;
+    const pinned = service.blocks.find((b) => b.type === 'secret_environment_variables')!.body;
+    expect(refs(attr(pinned, 'version'))).toEqual(['google_secret_manager_secret_version.cache_key.version']);
+  });
+
+  it('disables an old version at once and destroys it a day later (delayed destruction), not at once', () => {
+    const p = fullPlan(SINGLE);
+    for (const s of secrets())
+      for (const [key, planned] of p.instances.get(s)!)
+        expect(planned['version_destroy_ttl'], `${s}[${key}]`).toBe('86400s');
+    for (const v of versions())
+      for (const [key, planned] of p.instances.get(v)!)
+        expect(planned['deletion_policy'], `${v}[${key}]`).toBe('DELETE');
+    expect(variables({ ...SINGLE, secret_version_destroy_ttl: '1d' }).failures.join()).toMatch(
+      /secret_version_destroy_ttl/,
+    );
+    const immediate = fullPlan({ ...SINGLE, secret_version_destroy_ttl: null });
+    expect(planned(immediate, 'google_secret_manager_secret.cache_key')['version_destroy_ttl']).toBeNull();
+  });
+
+  it('replicates automatically by default, and in the given regions only with secret_locations', () => {
+    const replication = (given: Record<string, unknown>) => {
+      const p = fullPlan(given);
+      return secrets().flatMap((s) =>
+        [...p.instances.get(s)!.values()].map((planned) => blocksOf(planned, 'replication')[0]!),
+      );
+    };
+    const auto = replication(SINGLE);
+    expect(auto.length).toBe(3); // reporting-key, the cache key, the Upstash token
+    for (const r of auto) {
+      expect(blocksOf(r, 'auto')).toEqual([{}]);
+      expect(blocksOf(r, 'user_managed')).toEqual([]);
+    }
+    for (const r of replication({ ...SINGLE, secret_locations: ['europe-west1'] })) {
+      expect(blocksOf(r, 'auto')).toEqual([]);
+      expect(blocksOf(r, 'user_managed')).toEqual([{ replicas: [{ location: 'europe-west1' }] }]);
+    }
+    for (const bad of [[], ['global'], ['europe_west1']])
+      expect(variables({ ...SINGLE, secret_locations: bad }).failures.join(), JSON.stringify(bad)).toMatch(
+        /secret_locations/,
+      );
   });
 });

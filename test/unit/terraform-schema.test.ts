@@ -115,7 +115,7 @@ describe('terraform/ against the providers published schemas', () => {
     [
       'a missing required block',
       'main.tf',
-      (t: string) => t.replace(/( {2}replication \{\n {4}auto \{\}\n {2}\}\n)/, ''),
+      (t: string) => t.replace(/ {2}replication \{\n[\s\S]*?\n {2}\}\n/, ''),
       /google_secret_manager_secret\.key: at least one replication block is required/,
     ],
     [
