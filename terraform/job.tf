@@ -60,6 +60,7 @@ resource "google_cloudfunctions2_function" "job" {
   project  = var.project_id
   location = var.region
   name     = "${local.prefix}-delegated-job"
+  labels   = local.labels
 
   build_config {
     runtime           = "nodejs22"

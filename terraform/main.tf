@@ -1,5 +1,10 @@
 locals {
   prefix = var.name_prefix
+  labels = merge(var.labels, { app = "token-broker", deployment = local.prefix, managed-by = "terraform" })
+  # The package relative to this module's directory by default, so that the module plans the same from any
+  # working directory (terraform -chdir, or as a child module): a relative var.source_dir is relative to the
+  # working directory, as every path Terraform reads.
+  source_dir = coalesce(var.source_dir, "${path.module}/../.tmp/package")
   # Deterministic URL of each function: it is also the audience callers' ID tokens must carry
   # (gen2 functions accept it, and Cloud Run IAM checks it), known before the function exists.
   function_url = { for t in var.targets : t => "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.prefix}-${t}" }
@@ -109,7 +114,7 @@ resource "google_secret_manager_secret" "key" {
   for_each  = local.keyed_accounts
   project   = var.project_id
   secret_id = each.key
-  labels    = { "managed-by" = "token-broker" }
+  labels    = local.labels
   version_destroy_ttl = var.secret_version_destroy_ttl
   # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
@@ -161,6 +166,7 @@ ephemeral "random_bytes" "cache_key" {
 resource "google_secret_manager_secret" "cache_key" {
   project   = var.project_id
   secret_id = "${local.prefix}-cache-key"
+  labels    = local.labels
   version_destroy_ttl = var.secret_version_destroy_ttl
   # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
@@ -204,6 +210,7 @@ resource "google_secret_manager_secret" "upstash_token" {
   count     = local.shared_cache ? 1 : 0
   project   = var.project_id
   secret_id = "${local.prefix}-upstash-token"
+  labels    = local.labels
   version_destroy_ttl = var.secret_version_destroy_ttl
   # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
@@ -256,19 +263,27 @@ resource "google_storage_bucket" "source" {
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = true
+  labels                      = local.labels
   depends_on                  = [google_project_service.apis]
 }
 
 data "archive_file" "source" {
   type        = "zip"
-  source_dir  = var.source_dir
+  source_dir  = local.source_dir
   output_path = "${path.module}/.terraform/broker-source.zip"
+  lifecycle {
+    precondition {
+      condition     = fileexists("${local.source_dir}/dist/bundle/index.js")
+      error_message = "No packaged broker at ${local.source_dir} (dist/bundle/index.js is missing): run `npm ci && npm run package` in the repository first, or set source_dir to where the package is."
+    }
+  }
 }
 
 resource "google_storage_bucket_object" "source" {
-  name   = "broker-${data.archive_file.source.output_md5}.zip"
-  bucket = google_storage_bucket.source.name
-  source = data.archive_file.source.output_path
+  name         = "broker-${data.archive_file.source.output_md5}.zip"
+  bucket       = google_storage_bucket.source.name
+  source       = data.archive_file.source.output_path
+  content_type = "application/zip"
 }
 
 resource "google_cloudfunctions2_function" "broker" {
@@ -276,6 +291,7 @@ resource "google_cloudfunctions2_function" "broker" {
   project  = var.project_id
   location = var.region
   name     = "${local.prefix}-${each.value}"
+  labels   = local.labels
 
   build_config {
     runtime           = "nodejs22"

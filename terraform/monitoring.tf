@@ -109,7 +109,8 @@ resource "google_monitoring_alert_policy" "upstream_unavailable" {
       }
     }
   }
-  notification_channels = var.alert_notification_channels
+  notification_channels = local.alert_channels
+  user_labels           = local.labels
   depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
@@ -139,7 +140,8 @@ resource "google_monitoring_alert_policy" "server_errors" {
       }
     }
   }
-  notification_channels = var.alert_notification_channels
+  notification_channels = local.alert_channels
+  user_labels           = local.labels
   depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
@@ -168,7 +170,8 @@ resource "google_monitoring_alert_policy" "denial_spike" {
       }
     }
   }
-  notification_channels = var.alert_notification_channels
+  notification_channels = local.alert_channels
+  user_labels           = local.labels
   depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
@@ -215,8 +218,7 @@ locals {
   ]
 }
 
-resource "google_monitoring_dashboard" "broker" {
-  project = var.project_id
+locals {
   dashboard_json = jsonencode({
     displayName = "Token broker (${local.prefix})"
     mosaicLayout = {
@@ -230,5 +232,43 @@ resource "google_monitoring_dashboard" "broker" {
       }]
     }
   })
+}
+
+# The Monitoring API returns a dashboard with fields it filled in, which the provider reports as a change on
+# every plan (a permadiff: hashicorp/terraform-provider-google#16173, open). The dashboard ignores changes to
+# its JSON, and is replaced instead when the JSON this module writes changes (terraform_data.dashboard).
+resource "terraform_data" "dashboard" {
+  input = sha256(local.dashboard_json)
+}
+
+resource "google_monitoring_dashboard" "broker" {
+  project        = var.project_id
+  dashboard_json = local.dashboard_json
+  lifecycle {
+    ignore_changes       = [dashboard_json]
+    replace_triggered_by = [terraform_data.dashboard]
+  }
   depends_on = [google_project_service.apis]
+}
+
+# Alert policies with no notification channel fire in the console only.
+resource "google_monitoring_notification_channel" "email" {
+  for_each     = toset(var.alert_emails)
+  project      = var.project_id
+  display_name = "${local.prefix} alerts: ${each.value}"
+  type         = "email"
+  labels       = { email_address = each.value }
+  user_labels  = local.labels
+  depends_on   = [google_project_service.apis]
+}
+
+locals {
+  alert_channels = concat(var.alert_notification_channels, [for c in google_monitoring_notification_channel.email : c.id])
+}
+
+check "alerts_reach_someone" {
+  assert {
+    condition     = length(var.alert_notification_channels) + length(var.alert_emails) > 0
+    error_message = "The alert policies have no notification channel, so they only show in the console: set alert_emails (or alert_notification_channels)."
+  }
 }

@@ -30,8 +30,28 @@ variable "name_prefix" {
 
 variable "source_dir" {
   type        = string
-  description = "The packaged broker (`npm run package` writes it to .tmp/package)."
-  default     = "../.tmp/package"
+  description = "The packaged broker. null: the repository's .tmp/package (what `npm run package` writes), found from this module's directory whatever the working directory. A relative path is relative to the working directory."
+  default     = null
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that takes labels (functions, secrets, the bucket, the image repository, alert policies), beside app, deployment and managed-by."
+  default     = {}
+  validation {
+    condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
+    error_message = "labels: keys start with a lower-case letter; keys and values are lower-case letters, digits, _ and -, at most 63 characters."
+  }
+}
+
+variable "images_to_keep" {
+  type        = number
+  description = "Versions of each function image kept by the image repository's cleanup policy (the newest, the live one among them); older versions are deleted after 30 days."
+  default     = 5
+  validation {
+    condition     = var.images_to_keep >= 1 && var.images_to_keep <= 100
+    error_message = "images_to_keep must be from 1 to 100."
+  }
 }
 
 variable "targets" {
@@ -309,6 +329,15 @@ variable "service_account_key_files" {
   description = "secret_id => path of a key file, used only with manage_key_versions_in_terraform."
   sensitive   = true
   default     = {}
+  validation {
+    # Each key names the secret of a keyed account: an unknown one used to fail the plan with an index error.
+    condition     = alltrue([for id in keys(var.service_account_key_files) : contains([for sa in var.service_accounts : sa.secret_id if sa.secret_id != null], id)])
+    error_message = "service_account_key_files: every key must be the secret_id of a keyed account in service_accounts."
+  }
+  validation {
+    condition     = alltrue([for path in values(var.service_account_key_files) : fileexists(path)])
+    error_message = "service_account_key_files: a key file does not exist (paths are relative to the working directory)."
+  }
 }
 
 variable "key_files_version" {
@@ -341,6 +370,16 @@ variable "alert_notification_channels" {
   type        = list(string)
   description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) of the alert policies."
   default     = []
+}
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "Email addresses the alert policies notify (an email notification channel is created for each). With neither this nor alert_notification_channels the alerts show in the console only, and plan warns."
+  default     = []
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]+$", e))])
+    error_message = "alert_emails must be email addresses."
+  }
 }
 
 variable "denials_per_minute_alert" {

@@ -4,8 +4,20 @@
  * (test/support/tf-eval.ts, planModule), for both examples and for every
  * `targets` set that variables.tf allows.
  */
+
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { evaluateText, planScope, TfEvalError, variableValues } from '../support/tf-eval.js';
+import {
+  evaluateText,
+  planModule,
+  planScope,
+  TfEvalError,
+  UNKNOWN,
+  variableValues,
+} from '../support/tf-eval.js';
 import {
   blocksOf,
   DIR,
@@ -15,6 +27,7 @@ import {
   MODULE,
   MULTI,
   planned,
+  ROOT,
   refs,
   resource,
   SINGLE,
@@ -269,5 +282,123 @@ describe('issue 22: secrets that rotate without breaking what serves, wherever t
       expect(variables({ ...SINGLE, secret_locations: bad }).failures.join(), JSON.stringify(bad)).toMatch(
         /secret_locations/,
       );
+  });
+});
+
+describe('issue 22: the nits', () => {
+  it('keeps the newest images and deletes the rest after 30 days (an image repository cleanup policy)', () => {
+    const repo = planned(fullPlan(SINGLE), 'google_artifact_registry_repository.functions');
+    expect(repo['cleanup_policy_dry_run']).toBe(false);
+    const policies = blocksOf(repo, 'cleanup_policies');
+    expect(policies.map((c) => [c['id'], c['action']])).toEqual([
+      ['keep-newest', 'KEEP'],
+      ['delete-older-than-30-days', 'DELETE'],
+    ]);
+    expect(blocksOf(policies[0]!, 'most_recent_versions')).toEqual([{ keep_count: 5 }]);
+    expect(blocksOf(policies[1]!, 'condition')).toEqual([{ tag_state: 'ANY', older_than: '2592000s' }]);
+  });
+
+  it('finds the package from the module directory, whatever the working directory, and says when it is missing', () => {
+    const given = { ...SINGLE, source_dir: null };
+    const p = fullPlan(given);
+    const dir = String(planned(p, 'data.archive_file.source')['source_dir']);
+    expect(resolve(dir)).toBe(join(ROOT, '.tmp', 'package'));
+    // Not relative to the working directory: path.module is part of it.
+    expect(dir.startsWith(DIR)).toBe(true);
+    const missing = fullPlan({ ...SINGLE, source_dir: join(tmpdir(), 'no-package-here') });
+    expect(missing.preconditions.join('\n')).toMatch(/No packaged broker .* run `npm ci && npm run package`/);
+    expect(fullPlan(SINGLE).preconditions).toEqual([]);
+  });
+
+  it('uploads the package as application/zip', () => {
+    expect(planned(fullPlan(SINGLE), 'google_storage_bucket_object.source')['content_type']).toBe(
+      'application/zip',
+    );
+  });
+
+  it('ignores the dashboard permadiff, and replaces the dashboard when the JSON this module writes changes', () => {
+    const lc = lifecycle('google_monitoring_dashboard.broker')!;
+    expect(refs(attr(lc, 'ignore_changes'))).toEqual(['dashboard_json']);
+    expect(refs(attr(lc, 'replace_triggered_by'))).toEqual(['terraform_data.dashboard']);
+    // Metric names are arguments, known at plan; their ids are not.
+    const known = {
+      google_logging_metric: {
+        requests: { name: 'token-broker/requests', id: UNKNOWN },
+        mint_latency: { name: 'token-broker/mint_latency', id: UNKNOWN },
+      },
+    };
+    const p = fullPlan(SINGLE, known);
+    const json = String(planned(p, 'google_monitoring_dashboard.broker')['dashboard_json']);
+    expect(JSON.parse(json).displayName).toBe('Token broker (token-broker)');
+    expect(planned(p, 'terraform_data.dashboard')['input']).toBe(
+      createHash('sha256').update(json).digest('hex'),
+    );
+  });
+
+  it('refuses a key file for a secret no keyed account has, which used to fail the plan with an index error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tf-keys-'));
+    writeFileSync(join(dir, 'key.json'), '{}');
+    const base = { ...SINGLE, manage_key_versions_in_terraform: true };
+    const unknown = { ...base, service_account_key_files: { 'nope-key': join(dir, 'key.json') } };
+    expect(variables(unknown).failures.join('\n')).toMatch(
+      /every key must be the secret_id of a keyed account/,
+    );
+    // Past the validation (as before it existed), the plan itself fails on the index.
+    expect(() => planModule(MODULE, variableValues(MODULE, unknown))).toThrow(
+      /google_secret_manager_secret_version\.key\["nope-key"\]\.secret .*no element "nope-key"/,
+    );
+    const absent = { ...base, service_account_key_files: { 'reporting-key': join(dir, 'absent.json') } };
+    expect(variables(absent).failures.join('\n')).toMatch(/a key file does not exist/);
+    const good = fullPlan({ ...base, service_account_key_files: { 'reporting-key': join(dir, 'key.json') } });
+    expect([...good.instances.get('google_secret_manager_secret_version.key')!.keys()]).toEqual([
+      'reporting-key',
+    ]);
+  });
+
+  it('labels what takes labels', () => {
+    const p = fullPlan({ ...SINGLE, labels: { team: 'platform' } });
+    const expected = {
+      team: 'platform',
+      app: 'token-broker',
+      deployment: 'token-broker',
+      'managed-by': 'terraform',
+    };
+    for (const [address, attribute] of [
+      ['google_cloudfunctions2_function.broker', 'labels'],
+      ['google_cloudfunctions2_function.job', 'labels'],
+      ['google_secret_manager_secret.key', 'labels'],
+      ['google_secret_manager_secret.cache_key', 'labels'],
+      ['google_secret_manager_secret.upstash_token', 'labels'],
+      ['google_storage_bucket.source', 'labels'],
+      ['google_artifact_registry_repository.functions', 'labels'],
+      ['google_monitoring_alert_policy.server_errors', 'user_labels'],
+    ] as const)
+      for (const [key, value] of p.instances.get(address)!)
+        expect(value[attribute], `${address}[${key}]`).toEqual(expected);
+    expect(variables({ ...SINGLE, labels: { Team: 'x' } }).failures.join()).toMatch(/labels:/);
+  });
+
+  it('notifies the alert emails, and warns at plan when the alerts would reach nobody', () => {
+    const silent = fullPlan(SINGLE);
+    expect(silent.checks).toEqual([
+      expect.stringMatching(/^check\.alerts_reach_someone: The alert policies have no notification channel/),
+    ]);
+    const p = fullPlan({ ...SINGLE, alert_emails: ['ops@acme.example'] });
+    expect(p.checks).toEqual([]);
+    expect(planned(p, 'google_monitoring_notification_channel.email', 'ops@acme.example')).toMatchObject({
+      type: 'email',
+      labels: { email_address: 'ops@acme.example' },
+    });
+    // The channel's id is known after apply: the list holds it.
+    for (const alert of ['upstream_unavailable', 'server_errors', 'denial_spike'])
+      expect(planned(p, `google_monitoring_alert_policy.${alert}`)['notification_channels']).toEqual([
+        UNKNOWN,
+      ]);
+    expect(
+      planned(
+        fullPlan({ ...SINGLE, alert_notification_channels: ['projects/acme-prod/notificationChannels/1'] }),
+        'google_monitoring_alert_policy.server_errors',
+      )['notification_channels'],
+    ).toEqual(['projects/acme-prod/notificationChannels/1']);
   });
 });

@@ -71,6 +71,26 @@ describe('terraform/ against the providers published schemas', () => {
     expect(source).toMatch(/resource_data\.go/);
   });
 
+  it('sets local.labels on every resource whose schema takes labels', () => {
+    const m = readModule(DIR);
+    const labelled: string[] = [];
+    for (const [address, b] of m.resources) {
+      const schema = schemas['google']!.resources.get(b.labels[0]!);
+      if (!schema) continue;
+      // A notification channel's `labels` are its settings (the email address); its labels are user_labels.
+      const name = schema.args.has('user_labels')
+        ? 'user_labels'
+        : schema.args.has('labels')
+          ? 'labels'
+          : undefined;
+      if (!name) continue;
+      const value = b.body.attrs.find((a) => a.name === name)?.expr;
+      expect(value && JSON.stringify(value), `${address}.${name}`).toContain('"name":"labels"');
+      labelled.push(address);
+    }
+    expect(labelled.length).toBeGreaterThanOrEqual(10);
+  });
+
   // Each mutation is what a person might really get wrong; the check must name it.
   it.each([
     [
@@ -102,7 +122,7 @@ describe('terraform/ against the providers published schemas', () => {
     [
       'an argument written as a block',
       'build.tf',
-      (t: string) => t.replace('  format        = "DOCKER"', '  format {\n  }'),
+      (t: string) => t.replace('  format                 = "DOCKER"', '  format {\n  }'),
       /google_artifact_registry_repository\.functions\.format \(line \d+\): is an argument/,
     ],
     [
