@@ -97,8 +97,8 @@ variable "sts_ingress" {
 
 variable "sts_invoker" {
   type        = string
-  description = "Who passes Cloud Run's invoker check on the sts function. \"allUsers\": anyone who reaches it (Google's libraries send no Authorization header, so they cannot pass an IAM check); the broker verifies the subject_token itself. \"callers\": roles/run.invoker for var.callers only, for callers that can add X-Serverless-Authorization."
-  default     = "allUsers"
+  description = "Who passes Cloud Run's invoker check on the sts function. \"callers\" (the default): roles/run.invoker for var.callers only, which works where domain-restricted sharing (iam.allowedPolicyMemberDomains, on by default in organisations created since May 2024) forbids allUsers, but serves only callers that add X-Serverless-Authorization: Google's client libraries send no such header. \"allUsers\": anyone who reaches the function passes Cloud Run's check, so Google's libraries can call it, and the broker's verification of the subject_token is the gate; it needs an exception to domain-restricted sharing where that is enforced. README, Token exchange."
+  default     = "callers"
   validation {
     condition     = contains(["allUsers", "callers"], var.sts_invoker)
     error_message = "sts_invoker must be allUsers or callers."

@@ -574,7 +574,7 @@ describe('token exchange (sts)', () => {
       k.startsWith('sts/'),
     );
 
-  it('deploys sts on internal ingress with allUsers invoker by default, the broker verifying the subject token', () => {
+  it('deploys sts on internal ingress with the callers as invokers by default, which domain-restricted sharing allows', () => {
     const { scope } = plan(SINGLE);
     expect(instanceKeys(m, 'google_cloudfunctions2_function.broker', scope)).toContain('sts');
     expect(
@@ -595,26 +595,36 @@ describe('token exchange (sts)', () => {
         scope,
       ),
     ).toBe('sts');
-    expect(bindings(SINGLE)).toEqual(['sts/allUsers']);
-    expect(
-      instanceAttribute(m, 'google_cloud_run_v2_service_iam_member.invoker', 'sts/allUsers', 'member', scope),
-    ).toBe('allUsers');
+    expect(plan(SINGLE).vars['sts_invoker']).toBe('callers');
+    expect(bindings(SINGLE)).toEqual(['sts/billing@acme-prod.iam.gserviceaccount.com']);
+    // No member from outside the organisation: nothing iam.allowedPolicyMemberDomains refuses.
+    const members = instanceKeys(m, 'google_cloud_run_v2_service_iam_member.invoker', scope).map((k) =>
+      instanceAttribute(m, 'google_cloud_run_v2_service_iam_member.invoker', k, 'member', scope),
+    );
+    expect(members.filter((x) => x === 'allUsers' || x === 'allAuthenticatedUsers')).toEqual([]);
     expect(README).toMatch(/## Token exchange/);
+    expect(README).toMatch(/allowedPolicyMemberDomains/);
   });
 
-  it('grants the callers instead with sts_invoker = callers', () => {
-    expect(bindings({ ...SINGLE, sts_invoker: 'callers' })).toEqual([
-      'sts/billing@acme-prod.iam.gserviceaccount.com',
-    ]);
+  it("lets anyone past Cloud Run's check on sts with sts_invoker = allUsers, for Google's client libraries", () => {
+    const given = { ...SINGLE, sts_invoker: 'allUsers' };
+    expect(bindings(given)).toEqual(['sts/allUsers']);
+    expect(
+      instanceAttribute(
+        m,
+        'google_cloud_run_v2_service_iam_member.invoker',
+        'sts/allUsers',
+        'member',
+        plan(given).scope,
+      ),
+    ).toBe('allUsers');
   });
 
   it('refuses a public invoker on ALLOW_ALL ingress unless the operator says so', () => {
-    expect(plan({ ...SINGLE, sts_ingress: 'ALLOW_ALL' }).failures.join('\n')).toMatch(
-      /exposes the sts function/,
-    );
-    expect(plan({ ...SINGLE, sts_ingress: 'ALLOW_ALL', sts_allow_public_internet: true }).failures).toEqual(
-      [],
-    );
+    const open = { ...SINGLE, sts_invoker: 'allUsers', sts_ingress: 'ALLOW_ALL' };
+    expect(plan(open).failures.join('\n')).toMatch(/exposes the sts function/);
+    expect(plan({ ...open, sts_allow_public_internet: true }).failures).toEqual([]);
+    expect(plan({ ...SINGLE, sts_ingress: 'ALLOW_ALL' }).failures).toEqual([]); // invoker IAM still checks
   });
 });
 
