@@ -28,6 +28,7 @@ locals {
   # The policy's serviceAccounts, built from var.service_accounts (an object for-expression drops the null
   # attributes, and keeps `keyless` a JSON boolean).
   policy = merge(var.policy, {
+    grants = concat(var.policy.grants, local.smoke_grants) # the smoke test's one grant, with var.smoke_test
     serviceAccounts = [
       for sa in var.service_accounts : { for k, v in {
         email     = sa.email
@@ -59,6 +60,7 @@ locals {
     { for pair in setproduct(concat(local.invoker_targets, local.sts_targets), var.callers) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = "serviceAccount:${pair[1]}" } },
     { for pair in setproduct(local.admin_targets, var.admins) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = "serviceAccount:${pair[1]}" } },
     var.sts_invoker == "allUsers" && contains(var.targets, "sts") ? { "sts/allUsers" = { target = "sts", member = "allUsers" } } : {},
+    { for k in keys(local.smoke) : "${local.token_function}/smoke" => { target = local.token_function, member = "serviceAccount:${google_service_account.smoke[k].email}" } },
   )
   ingress_of = { for t in var.targets : t => t == "sts" ? var.sts_ingress : var.ingress }
 }
@@ -83,6 +85,7 @@ resource "google_project_service" "apis" {
       "compute.googleapis.com",   # the job's network and subnet
       "vpcaccess.googleapis.com", # the job's Serverless VPC Access connector
     ],
+    length(local.smoke) == 0 ? [] : ["compute.googleapis.com"], # the smoke test's network and subnet
   ))
   project            = var.project_id
   service            = each.value

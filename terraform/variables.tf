@@ -427,3 +427,28 @@ variable "secret_version_destroy_ttl" {
     error_message = "secret_version_destroy_ttl must be null or a number of seconds such as 86400s."
   }
 }
+
+variable "smoke_test" {
+  type = object({
+    # A served account (one of service_accounts) to ask a token for. A keyless one needs nothing more; a keyed
+    # one needs its key in Secret Manager first (README, step 5).
+    service_account = string
+    scopes          = optional(list(string), ["https://www.googleapis.com/auth/userinfo.email"])
+    # Any image with Node.js 22 or later on its PATH as `node`.
+    image = optional(string, "docker.io/library/node:22-alpine")
+    # An existing subnet (with Private Google Access) for Direct VPC egress; null: the module makes a network and
+    # a subnet of subnet_cidr_range.
+    subnetwork        = optional(string)
+    subnet_cidr_range = optional(string, "10.8.16.0/26")
+  })
+  description = "Optional: a Cloud Run job inside the VPC that asks the token endpoint for a token for service_account and logs the token's tokeninfo (README, step 6). It adds one grant to the policy, for its own account only, and costs nothing idle."
+  default     = null
+  validation {
+    condition     = var.smoke_test == null || try(contains([for sa in var.service_accounts : lower(sa.email)], lower(var.smoke_test.service_account)), false)
+    error_message = "smoke_test.service_account must be one of the emails in service_accounts."
+  }
+  validation {
+    condition     = var.smoke_test == null || contains(var.targets, "token") || contains(var.targets, "broker")
+    error_message = "smoke_test calls the token endpoint: targets must include token or broker."
+  }
+}

@@ -40,3 +40,7 @@ delegated_job = {
   subject         = "reports@acme.com"
   scopes          = ["https://www.googleapis.com/auth/calendar.readonly"]
 }
+
+# Step 6 of terraform/README.md: a Cloud Run job inside the VPC that asks for a token for this (keyless)
+# account and logs its tokeninfo. Run it with `terraform output smoke_test`.
+smoke_test = { service_account = "calendar-sync@acme-prod.iam.gserviceaccount.com" }

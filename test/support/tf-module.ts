@@ -114,3 +114,5 @@ export function blocksOf(value: Record<string, unknown>, type: string): Record<s
   if (!Array.isArray(found)) throw new Error(`${type} is not a list of blocks`);
   return found as Record<string, unknown>[];
 }
+
+export const README = readFileSync(join(DIR, 'README.md'), 'utf8');

@@ -41,7 +41,7 @@ const TARGETS = ['token', 'jwt', 'idtoken', 'admin', 'sts', 'broker'];
 const SUBSETS: string[][] = Array.from({ length: 2 ** TARGETS.length - 1 }, (_, i) =>
   TARGETS.filter((_, bit) => (i + 1) & (1 << bit)),
 );
-const NO_JOB = { ...SINGLE, delegated_job: null };
+const NO_JOB = { ...SINGLE, delegated_job: null, smoke_test: null };
 const NO_CACHE = {
   ...NO_JOB,
   enable_shared_cache: false,

@@ -691,6 +691,7 @@ describe('entry points', () => {
     );
     expect(env['UPSTASH_REDIS_REST_URL']).toBe('https://eu1-example-12345.upstash.io');
     expect(env['BROKER_POLICY']).not.toBe(UNKNOWN);
-    expect(JSON.parse(String(env['BROKER_POLICY'])).grants).toHaveLength(2);
+    // The example's two grants, and the smoke test's (terraform/smoke.tf).
+    expect(JSON.parse(String(env['BROKER_POLICY'])).grants).toHaveLength(3);
   });
 });
