@@ -36,6 +36,7 @@ locals {
         keyless   = sa.keyless ? true : null
         delegates = length(sa.delegates) > 0 ? sa.delegates : null
         tenant    = sa.tenant
+        tenants   = sa.tenants
       } : k => v if v != null }
     ]
   })
@@ -319,16 +320,7 @@ resource "google_cloudfunctions2_function" "broker" {
     available_memory                 = var.memory
     timeout_seconds                  = var.timeout_seconds
     all_traffic_on_latest_revision   = true
-    environment_variables = merge(
-      {
-        NODE_ENV                    = "production"
-        GOOGLE_CLOUD_PROJECT        = var.project_id
-        BROKER_POLICY               = jsonencode(local.policy)
-        BROKER_AUDIENCE             = local.function_url[each.value]
-        BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)
-      },
-      local.shared_cache ? { UPSTASH_REDIS_REST_URL = local.upstash_url } : {},
-    )
+    environment_variables            = local.function_env[each.value] # policy.tf, with its size check below
     # Pinned to the version this apply wrote, not `latest`: every instance of every function then reads
     # the same key, and a new key reaches them only through a new revision.
     secret_environment_variables {
@@ -346,6 +338,26 @@ resource "google_cloudfunctions2_function" "broker" {
         version    = secret_environment_variables.value.version
       }
     }
+    # policy_delivery = "secret": the policy as a file, at `latest` (policy.tf).
+    dynamic "secret_volumes" {
+      for_each = google_secret_manager_secret.policy
+      content {
+        mount_path = local.policy_mount_path
+        project_id = var.project_id
+        secret     = secret_volumes.value.secret_id
+        versions {
+          version = "latest"
+          path    = "policy.json"
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.env_bytes[each.value] <= local.env_limit_bytes
+      error_message = "The ${each.value} function's environment variables come to ${local.env_bytes[each.value]} bytes of names and values (the policy in BROKER_POLICY is ${local.policy_bytes} of them), over the 32 KiB (${local.env_limit_bytes} bytes) Cloud Run allows a function. Set policy_delivery = \"secret\": the policy then goes to Secret Manager (up to 64 KiB) and is mounted as a file."
+    }
   }
 
   depends_on = [
@@ -355,6 +367,8 @@ resource "google_cloudfunctions2_function" "broker" {
     google_secret_manager_secret_iam_member.cache_secrets_access,
     google_secret_manager_secret_version.cache_key,
     google_secret_manager_secret_version.upstash_token,
+    google_secret_manager_secret_version.policy,
+    google_secret_manager_secret_iam_member.policy_access,
     google_service_account_iam_member.keyless_token_creator,
     google_project_iam_member.build_logs,
     google_project_iam_member.build_staged_source,

@@ -42,6 +42,9 @@ resource "time_sleep" "iam_propagation" {
       google_artifact_registry_repository_iam_member.build_writer.id,
       google_storage_bucket_iam_member.build_source_reader.id,
     ])
-    runtime_secret_grants = join(",", [for g in google_secret_manager_secret_iam_member.cache_secrets_access : g.id])
+    runtime_secret_grants = join(",", concat(
+      [for g in google_secret_manager_secret_iam_member.cache_secrets_access : g.id],
+      [for g in google_secret_manager_secret_iam_member.policy_access : g.id],
+    ))
   }
 }

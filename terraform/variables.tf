@@ -169,6 +169,9 @@ variable "service_accounts" {
     keyless   = optional(bool, false)
     delegates = optional(list(string), [])
     tenant    = optional(string)
+    # The shared-tenant pattern: one account serves many tenants (["*"]), each token cut down by the grant's
+    # accessBoundary (a Credential Access Boundary). README, Large policies.
+    tenants = optional(list(string))
   }))
   description = "Service accounts the broker serves. Keyed: secret_id names the Secret Manager secret that holds its key (versions are added out of band). Keyless: keyless = true, minted through the IAM Credentials API with the broker's own identity, optionally through a chain of delegates."
   validation {
@@ -206,12 +209,28 @@ variable "service_accounts" {
 
 variable "policy" {
   type = object({
-    grants     = list(any)
+    # Any JSON the broker takes (docs/contract.md, Grants): `any`, not list(any), so that grants may differ in
+    # their fields and hold objects such as accessBoundary (list(any) must unify every grant to one type).
+    grants     = any
     admins     = optional(list(string), [])
     rateLimit  = optional(object({ requests = number, windowSeconds = number }))
     rateLimits = optional(map(object({ requests = number, windowSeconds = number })))
   })
   description = "The broker policy without serviceAccounts (built from var.service_accounts); see docs/contract.md, Policy."
+  validation {
+    condition     = can([for g in var.policy.grants : g.callers])
+    error_message = "policy.grants must be a list of grants, each with callers."
+  }
+}
+
+variable "policy_delivery" {
+  type        = string
+  description = "How the functions get the policy. \"env\" (default): the JSON in BROKER_POLICY, read at start; a change deploys new revisions; it must fit, with the other variables, in the 32 KiB Cloud Run allows a function's environment (plan says when it does not). \"secret\": the JSON in a Secret Manager secret (up to 64 KiB), mounted at latest as the file BROKER_POLICY_FILE names; the broker re-reads it, so a change reaches running functions without a deploy (needs a broker that reads BROKER_POLICY_FILE). README, Large policies."
+  default     = "env"
+  validation {
+    condition     = contains(["env", "secret"], var.policy_delivery)
+    error_message = "policy_delivery must be env or secret."
+  }
 }
 
 variable "callers" {

@@ -174,13 +174,13 @@ describe('terraform/ against the providers published schemas', () => {
     ],
     [
       'an ephemeral value where Terraform would have to save it',
-      'main.tf',
+      'policy.tf',
       (t: string) =>
         t.replace(
           'BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)',
-          'BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)\n        UPSTASH_REDIS_REST_TOKEN    = local.upstash_token',
+          'BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)\n      UPSTASH_REDIS_REST_TOKEN    = local.upstash_token',
         ),
-      /environment_variables \(line \d+\): the ephemeral local\.upstash_token can only go to write-only arguments/,
+      /environment_variables \(line \d+\): the ephemeral local\.function_env can only go to write-only arguments/,
     ],
     [
       'an ephemeral variable read by another variable',

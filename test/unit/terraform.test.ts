@@ -296,9 +296,18 @@ describe('4. APIs and ordering', () => {
 });
 
 describe('5. secrets stay out of plan and state', () => {
-  it('writes every secret version through a write-only argument with its version', () => {
-    const versions = [...m.resources].filter(([k]) => k.startsWith('google_secret_manager_secret_version.'));
+  it('writes every secret version through a write-only argument with its version (the policy is not a secret)', () => {
+    const versions = [...m.resources].filter(
+      ([k]) =>
+        k.startsWith('google_secret_manager_secret_version.') &&
+        k !== 'google_secret_manager_secret_version.policy',
+    );
     expect(versions.length).toBe(3);
+    // The policy (policy_delivery = "secret") is configuration already in plan and state (var.policy).
+    expect(refs(attr(resource('google_secret_manager_secret_version.policy').body, 'secret_data'))).toEqual([
+      'local.policy_json',
+    ]);
+    expect(text['policy.tf']).toMatch(/configuration, not key material/);
     for (const [k, v] of versions) {
       expect(attr(v.body, 'secret_data'), k).toBeUndefined();
       expect(attr(v.body, 'secret_data_wo'), k).toBeDefined();
@@ -379,7 +388,12 @@ describe('6. cross-variable checks', () => {
     expect(refs(attr(blocks(dynamic.body, 'content')[0]!.body, 'version'))).toEqual([
       'secret_environment_variables.value.version',
     ]);
-    expect(JSON.stringify(service)).not.toContain('"latest"');
+    // Secret environment variables are read once, at start: pinned. The policy volume is read at `latest`.
+    const envSecrets = service.blocks.filter(
+      (b) => b.type === 'secret_environment_variables' || b.labels[0] === 'secret_environment_variables',
+    );
+    expect(envSecrets.length).toBe(2);
+    expect(JSON.stringify(envSecrets)).not.toContain('"latest"');
   });
 
   it('accepts only Upstash primary regions Upstash accepts', () => {
@@ -429,7 +443,7 @@ describe('7. least privilege', () => {
         attr(b.body, 'role')?.k === 'lit' &&
         (attr(b.body, 'role') as { v: unknown }).v === 'roles/secretmanager.secretAccessor',
     );
-    expect(accessors.length).toBe(2);
+    expect(accessors.length).toBe(3); // key secrets, cache secrets, the policy secret: each on its own secrets
     for (const [k] of accessors) expect(k).toMatch(/^google_secret_manager_secret_iam_member\./);
   });
 
