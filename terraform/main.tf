@@ -27,8 +27,10 @@ locals {
 
   # The policy's serviceAccounts, built from var.service_accounts (an object for-expression drops the null
   # attributes, and keeps `keyless` a JSON boolean).
-  policy = merge(var.policy, {
-    grants = concat(var.policy.grants, local.smoke_grants) # the smoke test's one grant, with var.smoke_test
+  # Unset optional attributes are dropped rather than written as null (the broker takes null as absent too).
+  policy = { for k, v in merge(var.policy, {
+    grants  = concat(var.policy.grants, local.smoke_grants) # the smoke test's one grant, with var.smoke_test
+    issuers = var.policy.issuers == null ? null : [for i in var.policy.issuers : { for k, v in i : k => v if v != null }]
     serviceAccounts = [
       for sa in var.service_accounts : { for k, v in {
         email     = sa.email
@@ -39,7 +41,7 @@ locals {
         tenants   = sa.tenants
       } : k => v if v != null }
     ]
-  })
+  }) : k => v if v != null }
 
   shared_cache = var.enable_shared_cache
   upstash_url  = var.create_upstash_database ? "https://${one(upstash_redis_database.cache[*].endpoint)}" : var.upstash_redis_rest_url
@@ -62,8 +64,11 @@ locals {
     { for pair in setproduct(local.admin_targets, var.admins) : "${pair[0]}/${pair[1]}" => { target = pair[0], member = "serviceAccount:${pair[1]}" } },
     var.sts_invoker == "allUsers" && contains(var.targets, "sts") ? { "sts/allUsers" = { target = "sts", member = "allUsers" } } : {},
     { for k in keys(local.smoke) : "${local.token_function}/smoke" => { target = local.token_function, member = "serviceAccount:${google_service_account.smoke[k].email}" } },
+    # Callers with another identity provider's token cannot pass Cloud Run's check: the broker verifies them.
+    { for t in local.external_targets : "${t}/allUsers" => { target = t, member = "allUsers" } },
   )
-  ingress_of = { for t in var.targets : t => t == "sts" ? var.sts_ingress : var.ingress }
+  external_targets = [for t in var.targets : t if contains(var.external_caller_targets, t)]
+  ingress_of       = { for t in var.targets : t => contains(local.external_targets, t) ? var.external_caller_ingress : t == "sts" ? var.sts_ingress : var.ingress }
 }
 
 resource "google_project_service" "apis" {

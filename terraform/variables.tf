@@ -215,6 +215,15 @@ variable "policy" {
     admins     = optional(list(string), [])
     rateLimit  = optional(object({ requests = number, windowSeconds = number }))
     rateLimits = optional(map(object({ requests = number, windowSeconds = number })))
+    # Issuers of non-Google OIDC tokens the broker accepts from callers (GitHub Actions, Kubernetes): see
+    # external_caller_targets.
+    issuers = optional(list(object({
+      name      = string
+      issuer    = string
+      audiences = list(string)
+      claims    = optional(map(string))
+      jwksUri   = optional(string)
+    })))
   })
   description = "The broker policy without serviceAccounts (built from var.service_accounts); see docs/contract.md, Policy."
   validation {
@@ -469,5 +478,34 @@ variable "smoke_test" {
   validation {
     condition     = var.smoke_test == null || contains(var.targets, "token") || contains(var.targets, "broker")
     error_message = "smoke_test calls the token endpoint: targets must include token or broker."
+  }
+}
+
+variable "external_caller_targets" {
+  type        = set(string)
+  description = "Targets that take callers holding a non-Google OIDC token (GitHub Actions, Kubernetes), which the broker verifies against policy.issuers. Cloud Run's invoker check cannot pass such a token, so each of these functions gets allUsers as invoker and external_caller_ingress as ingress: the broker's own verification is then the only gate. README, External callers."
+  default     = []
+  validation {
+    condition     = alltrue([for t in var.external_caller_targets : contains(var.targets, t)])
+    error_message = "external_caller_targets must be among the deployed targets (var.targets)."
+  }
+  validation {
+    # admin answers only the admins, who are Google service accounts that can pass the invoker check.
+    condition     = !contains(var.external_caller_targets, "admin")
+    error_message = "external_caller_targets cannot include admin: purge is for the admins, whose Google identity passes Cloud Run's invoker check."
+  }
+  validation {
+    condition     = length(var.external_caller_targets) == 0 || try(length(var.policy.issuers) > 0, false)
+    error_message = "external_caller_targets opens functions to callers of other identity providers: the policy needs at least one entry in issuers for the broker to verify them."
+  }
+}
+
+variable "external_caller_ingress" {
+  type        = string
+  description = "Ingress of the external_caller_targets functions. ALLOW_ALL (default): callers on the internet, such as GitHub-hosted runners. ALLOW_INTERNAL_ONLY: callers inside this project's VPC, such as a GKE cluster. ALLOW_INTERNAL_AND_GCLB: behind an external Application Load Balancer (Cloud Armor)."
+  default     = "ALLOW_ALL"
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.external_caller_ingress)
+    error_message = "external_caller_ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
   }
 }
