@@ -392,3 +392,25 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   role     = "roles/run.invoker"
   member   = each.value.member
 }
+
+# Two lists of callers, two gates (README, step 2): var.callers pass Cloud Run's invoker check, the policy's
+# grants say what each caller may get. A caller granted something but missing from var.callers is refused by
+# Cloud Run before the broker runs, unless it uses a target open to everyone. Exact emails only: a pattern
+# such as *@acme.com cannot be checked here.
+locals {
+  module_callers = concat(
+    [for k in keys(local.job) : "${local.prefix}-job@${var.project_id}.iam.gserviceaccount.com"],
+    length(local.smoke) == 0 ? [] : [local.smoke_account],
+  )
+  uninvited_callers = sort(distinct([
+    for c in flatten([for g in var.policy.grants : try(g.callers, [])]) : lower(c)
+    if !strcontains(c, "*") && !contains([for x in concat(var.callers, local.module_callers) : lower(x)], lower(c))
+  ]))
+}
+
+check "granted_callers_may_invoke" {
+  assert {
+    condition     = length(local.uninvited_callers) == 0 || length(var.external_caller_targets) > 0 || var.sts_invoker == "allUsers"
+    error_message = "The policy grants tokens to callers that are not in callers, so Cloud Run refuses them before the broker runs: ${join(", ", local.uninvited_callers)}. Add them to callers (roles/run.invoker), unless they only use targets open to all (sts_invoker = \"allUsers\", external_caller_targets)."
+  }
+}

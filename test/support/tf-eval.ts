@@ -136,6 +136,8 @@ const FUNCTIONS: Record<string, (...args: unknown[]) => unknown> = {
     return readFileSync(str(p), 'utf8');
   },
   fileexists: (p) => existsSync(str(p)) && statSync(str(p)).isFile(),
+  strcontains: (s, sub) => str(s).includes(str(sub)),
+  sort: (l) => list(l).map(str).sort(),
   max: (...ns) => Math.max(...ns.map(Number)),
   min: (...ns) => Math.min(...ns.map(Number)),
   lookup: (o, k, d) => (isObj(o) && Object.hasOwn(o, str(k)) ? o[str(k)] : d),

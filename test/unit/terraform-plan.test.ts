@@ -27,6 +27,7 @@ import {
   MODULE,
   MULTI,
   planned,
+  README,
   ROOT,
   refs,
   resource,
@@ -400,5 +401,114 @@ describe('issue 22: the nits', () => {
         'google_monitoring_alert_policy.server_errors',
       )['notification_channels'],
     ).toEqual(['projects/acme-prod/notificationChannels/1']);
+  });
+});
+
+describe('issue 22: two lists of callers', () => {
+  const withGrantTo = (caller: string, extra: Record<string, unknown> = {}) => {
+    const policy = SINGLE['policy'] as { grants: unknown[] };
+    return {
+      ...SINGLE,
+      alert_emails: ['ops@acme.example'],
+      ...extra,
+      policy: {
+        ...policy,
+        grants: [
+          ...policy.grants,
+          {
+            callers: [caller],
+            serviceAccounts: ['reporting@acme-prod.iam.gserviceaccount.com'],
+            scopes: ['x'],
+          },
+        ],
+      },
+    };
+  };
+  it('warns at plan when the policy grants a caller that Cloud Run will not let in', () => {
+    expect(fullPlan({ ...SINGLE, alert_emails: ['ops@acme.example'] }).checks).toEqual([]); // the job's account is the module's
+    expect(fullPlan(withGrantTo('newcomer@acme-prod.iam.gserviceaccount.com')).checks).toEqual([
+      expect.stringMatching(
+        /^check\.granted_callers_may_invoke: .*not in callers.*: newcomer@acme-prod\.iam\.gserviceaccount\.com\./,
+      ),
+    ]);
+    // Patterns cannot be checked; targets open to all need no invoker binding.
+    expect(fullPlan(withGrantTo('*@acme.com')).checks).toEqual([]);
+    expect(
+      fullPlan(withGrantTo('newcomer@acme-prod.iam.gserviceaccount.com', { sts_invoker: 'allUsers' })).checks,
+    ).toEqual([]);
+    expect(README).toMatch(/Two lists of callers, two gates/);
+  });
+});
+
+describe('issue 22: a deploy guide a laptop can follow', () => {
+  const section = (title: string) => {
+    const start = README.indexOf(`\n## ${title}`);
+    expect(start, title).toBeGreaterThan(0);
+    const end = README.indexOf('\n## ', start + 4);
+    return README.slice(start, end < 0 ? undefined : end);
+  };
+
+  it('lists what must exist before Terraform: tools, quota project, the accounts, impersonation rights, the cache, a backend', () => {
+    const step0 = README.slice(
+      README.indexOf('### 0. Before Terraform'),
+      README.indexOf('### 1. Build the package'),
+    );
+    for (const fact of [
+      '`jq`',
+      'set-quota-project',
+      'The accounts must already exist',
+      'gcloud iam service-accounts create',
+      'roles/iam.serviceAccountTokenCreator',
+      'Create database',
+      'TF_VAR_upstash_redis_rest_token',
+      'enable_shared_cache = false',
+      'backend "gcs"',
+      '--versioning',
+    ])
+      expect(step0, fact).toContain(fact);
+  });
+
+  it("has step 6 run from a laptop through the module's in-VPC caller, reading tokeninfo from its log", () => {
+    const step6 = README.slice(README.indexOf('### 6.'), README.indexOf('### 7.'));
+    expect(step6).toMatch(/from your laptop/);
+    expect(step6).toContain('terraform output -json smoke_test');
+    expect(step6).toContain('gcloud run jobs execute');
+    expect(step6).toContain('tokeninfo');
+    expect(step6).toContain('terraform output token_url');
+  });
+
+  it('states the idle and per-million-requests costs, with their prices and the date they were read', () => {
+    const cost = section('Cost');
+    expect(cost).toMatch(/December 2026/);
+    expect(cost).toMatch(/\*\*Idle\*\*/);
+    expect(cost).toMatch(/\*\*Per million requests\*\*/);
+    expect(cost).toMatch(/about \$17 to \$19/);
+    expect(cost).toMatch(/about \$5/);
+    for (const price of [
+      '$0.008376 per hour',
+      '$1.50 per condition',
+      '$0.40 per million requests',
+      '$0.000024 per vCPU-second',
+      '$0.50 per GiB',
+      '$0.20 per 100,000 commands',
+    ])
+      expect(cost, price).toContain(price);
+  });
+
+  it('says how to tear down and what survives, and how to upgrade the broker, the cache format and the provider', () => {
+    const teardown = section('Teardown');
+    expect(teardown).toContain('terraform destroy');
+    for (const survivor of [
+      'disable_on_destroy = false',
+      'the keys you created',
+      'gcf-v2-sources',
+      'retention',
+    ])
+      expect(teardown, survivor).toContain(survivor);
+    const upgrade = section('Upgrade');
+    expect(upgrade).toMatch(/\*\*A new broker version\.\*\*/);
+    expect(upgrade).toMatch(/\*\*The shared cache across a rolling deploy\.\*\*/);
+    expect(upgrade).toContain('tb:v1:');
+    expect(upgrade).toMatch(/\*\*Provider 7\.x\.\*\*/);
   });
 });

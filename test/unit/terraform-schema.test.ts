@@ -1,8 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from '@cdktf/hcl2json';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { evaluate } from '../support/tf-eval.js';
 import { checkModule, loadSchemas, type ProviderSchema } from '../support/tf-schema.js';
 import { readModule } from '../support/tf-syntax.js';
 
@@ -89,6 +91,26 @@ describe('terraform/ against the providers published schemas', () => {
       labelled.push(address);
     }
     expect(labelled.length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('allows only provider versions whose schema it checks', () => {
+    const require = createRequire(import.meta.url);
+    const bound = (pkg: string) =>
+      (require(`${pkg}/package.json`) as { cdktf: { provider: { version: string } } }).cdktf.provider.version;
+    const m = readModule(DIR);
+    const tf = m.blocks.find((b) => b.type === 'terraform')!.body;
+    const rp = tf.blocks.find((b) => b.type === 'required_providers')!.body;
+    const constraint = (p: string) =>
+      String((evaluate(rp.attrs.find((a) => a.name === p)!.expr, {}) as Record<string, string>)['version']);
+    // google 6.50.0 is the bindings' version and the last 6.x release: ">= 6.50, < 7.0" is that one version.
+    expect(bound('@cdktf/provider-google')).toBe('6.50.0');
+    for (const p of ['google', 'google-beta']) expect(constraint(p)).toBe('>= 6.50, < 7.0');
+    expect(bound('@cdktf/provider-time')).toBe('0.13.1');
+    expect(constraint('time')).toBe('>= 0.13.1, < 0.14.0');
+    // 7.x is not allowed until a 7.x schema is checked; the README says what it would bring.
+    const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
+    expect(readme).toMatch(/\*\*Provider 7\.x\.\*\* Not allowed yet/);
+    expect(readme).toContain('direct_vpc_network_interface');
   });
 
   // Each mutation is what a person might really get wrong; the check must name it.
