@@ -363,7 +363,7 @@ variable "service_account_key_files" {
     error_message = "service_account_key_files: every key must be the secret_id of a keyed account in service_accounts."
   }
   validation {
-    condition     = alltrue([for path in values(var.service_account_key_files) : fileexists(path)])
+    condition     = alltrue([for file_path in values(var.service_account_key_files) : fileexists(file_path)])
     error_message = "service_account_key_files: a key file does not exist (paths are relative to the working directory)."
   }
 }

@@ -31,6 +31,8 @@ policy = {
 callers = ["platform@platform-prod.iam.gserviceaccount.com"]
 admins  = ["ops@platform-prod.iam.gserviceaccount.com"]
 
+alert_emails = ["ops@platform.example"]
+
 create_upstash_database = true
 upstash_email           = "ops@platform.example"
 upstash_region          = "us-east-1" # Upstash's global databases run on AWS regions; us-east-1 is closest to us-central1

@@ -380,12 +380,14 @@ describe('issue 22: the nits', () => {
   });
 
   it('notifies the alert emails, and warns at plan when the alerts would reach nobody', () => {
-    const silent = fullPlan(SINGLE);
+    const silent = fullPlan({ ...SINGLE, alert_emails: [] });
     expect(silent.checks).toEqual([
       expect.stringMatching(/^check\.alerts_reach_someone: The alert policies have no notification channel/),
     ]);
     const p = fullPlan({ ...SINGLE, alert_emails: ['ops@acme.example'] });
     expect(p.checks).toEqual([]);
+    expect(fullPlan(SINGLE).checks).toEqual([]); // the examples name someone
+    expect(fullPlan(MULTI).checks).toEqual([]);
     expect(planned(p, 'google_monitoring_notification_channel.email', 'ops@acme.example')).toMatchObject({
       type: 'email',
       labels: { email_address: 'ops@acme.example' },
@@ -397,7 +399,11 @@ describe('issue 22: the nits', () => {
       ]);
     expect(
       planned(
-        fullPlan({ ...SINGLE, alert_notification_channels: ['projects/acme-prod/notificationChannels/1'] }),
+        fullPlan({
+          ...SINGLE,
+          alert_emails: [],
+          alert_notification_channels: ['projects/acme-prod/notificationChannels/1'],
+        }),
         'google_monitoring_alert_policy.server_errors',
       )['notification_channels'],
     ).toEqual(['projects/acme-prod/notificationChannels/1']);
