@@ -108,7 +108,8 @@ resource "google_cloud_run_v2_service_iam_member" "job_calls_broker" {
   for_each = local.job
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.broker[local.token_function].service_config[0].service
+  # The token endpoint's function, picked out rather than indexed (local.token_function is null without one).
+  name = one([for t, f in google_cloudfunctions2_function.broker : f.service_config[0].service if t == local.token_function])
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.job[each.key].email}"
 }

@@ -81,8 +81,10 @@ describe('issue 22: the first plan on a fresh project', () => {
 
   it('looks optional targets up and never indexes them in a local', () => {
     // function_url[...] of a literal target other than through each/for, anywhere in the module.
-    for (const [file, text] of Object.entries(TEXT))
+    for (const [file, text] of Object.entries(TEXT)) {
       expect(text, file).not.toMatch(/function_url\["(token|jwt|idtoken|admin|sts|broker)"\]/);
+      expect(text, file).not.toMatch(/\[local\.token_function\]/); // null without a token endpoint
+    }
     const { scope } = variables({ ...NO_JOB, targets: ['sts'] });
     expect((scope['local'] as Record<string, unknown>)['token_url']).toBeNull();
     expect((scope['local'] as Record<string, unknown>)['token_audience']).toBeNull();
