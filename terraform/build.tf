@@ -15,13 +15,35 @@ resource "google_service_account" "build" {
   depends_on   = [google_project_service.apis]
 }
 
+# Every deploy pushes an image per function (and a build cache image): without a cleanup policy they pile up
+# and are billed as storage. Keep the var.images_to_keep newest versions of each image (the live one among
+# them), and delete other versions once they are older than 30 days. Cloud Run keeps its own copy of the image
+# of every serving revision ("Cloud Run keeps this copy while a serving revision uses it"), so a deletion never
+# stops what serves; only a rollback to a revision whose image is gone would fail.
 resource "google_artifact_registry_repository" "functions" {
-  project       = var.project_id
-  location      = var.region
-  repository_id = "${local.prefix}-functions"
-  format        = "DOCKER"
-  description   = "Images of the token broker's functions."
-  depends_on    = [google_project_service.apis]
+  project                = var.project_id
+  location               = var.region
+  repository_id          = "${local.prefix}-functions"
+  format                 = "DOCKER"
+  description            = "Images of the token broker's functions."
+  labels                 = local.labels
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-newest"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = var.images_to_keep
+    }
+  }
+  cleanup_policies {
+    id     = "delete-older-than-30-days"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "2592000s"
+    }
+  }
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_writer" {

@@ -10,8 +10,9 @@
 #   subnet with Private Google Access, which this file creates unless delegated_job.vpc_connector names one.
 
 locals {
-  job                = var.delegated_job == null ? {} : { job = var.delegated_job }
-  job_make_connector = var.delegated_job == null ? {} : var.delegated_job.vpc_connector == null ? { job = var.delegated_job } : {}
+  # Only with a token endpoint to call (variables.tf refuses a job without one; this keeps every index below safe).
+  job                = var.delegated_job == null || local.token_function == null ? {} : { job = var.delegated_job }
+  job_make_connector = { for k, j in local.job : k => j if j.vpc_connector == null }
 }
 
 resource "google_service_account" "job" {
@@ -51,7 +52,7 @@ resource "google_vpc_access_connector" "job" {
   subnet {
     name = google_compute_subnetwork.job[each.key].name
   }
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_project_service_identity.agents]
 }
 
 resource "google_cloudfunctions2_function" "job" {
@@ -59,6 +60,7 @@ resource "google_cloudfunctions2_function" "job" {
   project  = var.project_id
   location = var.region
   name     = "${local.prefix}-delegated-job"
+  labels   = local.labels
 
   build_config {
     runtime           = "nodejs22"
@@ -83,8 +85,8 @@ resource "google_cloudfunctions2_function" "job" {
     timeout_seconds               = 120
     environment_variables = {
       NODE_ENV            = "production"
-      JOB_BROKER_URL      = local.token_url_for_job
-      JOB_BROKER_AUDIENCE = local.function_url[local.token_function]
+      JOB_BROKER_URL      = local.token_url
+      JOB_BROKER_AUDIENCE = local.token_audience
       JOB_SERVICE_ACCOUNT = each.value.service_account
       JOB_SUBJECT         = each.value.subject
       JOB_SCOPES          = join(" ", each.value.scopes)
@@ -93,6 +95,7 @@ resource "google_cloudfunctions2_function" "job" {
 
   depends_on = [
     google_project_service.apis,
+    time_sleep.iam_propagation, # after the build grants and the service agents
     google_project_iam_member.build_logs,
     google_project_iam_member.build_staged_source,
     google_artifact_registry_repository_iam_member.build_writer,
@@ -105,7 +108,8 @@ resource "google_cloud_run_v2_service_iam_member" "job_calls_broker" {
   for_each = local.job
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.broker[local.token_function].service_config[0].service
+  # The token endpoint's function, picked out rather than indexed (local.token_function is null without one).
+  name = one([for t, f in google_cloudfunctions2_function.broker : f.service_config[0].service if t == local.token_function])
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.job[each.key].email}"
 }
@@ -139,5 +143,6 @@ resource "google_cloud_scheduler_job" "delegated" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  # Scheduler's service agent mints that OIDC token as the job's account.
+  depends_on = [google_project_service.apis, time_sleep.iam_propagation]
 }

@@ -76,6 +76,18 @@ resource "google_logging_metric" "mint_latency" {
   depends_on = [google_project_service.apis]
 }
 
+# The Monitoring API refuses an alert policy on a log-based metric for some time after the metric is created:
+# "Cannot find metric(s) that match type ... If a metric was created recently, it could take up to 10 minutes
+# to become available" (hashicorp/terraform-provider-google#11102, open; the provider does not retry it). The
+# alert policies wait for this sleep, which starts when the metrics exist and restarts when one is replaced.
+resource "time_sleep" "metrics_propagation" {
+  create_duration = var.metric_propagation_wait
+  triggers = {
+    requests     = google_logging_metric.requests.id
+    mint_latency = google_logging_metric.mint_latency.id
+  }
+}
+
 resource "google_monitoring_alert_policy" "upstream_unavailable" {
   project      = var.project_id
   display_name = "${local.prefix}: Google unreachable for 10 minutes (upstream_unavailable)"
@@ -97,7 +109,9 @@ resource "google_monitoring_alert_policy" "upstream_unavailable" {
       }
     }
   }
-  notification_channels = var.alert_notification_channels
+  notification_channels = local.alert_channels
+  user_labels           = local.labels
+  depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
     content   = "The broker could not reach Google's token endpoint, IAM Credentials, the metadata server or Secret Manager after retries, with no still-valid cached token to serve. See docs/operations.md."
@@ -126,7 +140,9 @@ resource "google_monitoring_alert_policy" "server_errors" {
       }
     }
   }
-  notification_channels = var.alert_notification_channels
+  notification_channels = local.alert_channels
+  user_labels           = local.labels
+  depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
     content   = "The broker answered 5xx: upstream_rejected (502, a Google refusal: see the audit line's upstreamError), upstream_unavailable (503) or an internal error (500). See docs/operations.md."
@@ -154,7 +170,9 @@ resource "google_monitoring_alert_policy" "denial_spike" {
       }
     }
   }
-  notification_channels = var.alert_notification_channels
+  notification_channels = local.alert_channels
+  user_labels           = local.labels
+  depends_on            = [time_sleep.metrics_propagation]
   documentation {
     mime_type = "text/markdown"
     content   = "Many requests are denied by the policy: a caller lost a grant, or someone is probing for service accounts. The audit lines' caller and reason say which. See docs/operations.md."
@@ -200,8 +218,7 @@ locals {
   ]
 }
 
-resource "google_monitoring_dashboard" "broker" {
-  project = var.project_id
+locals {
   dashboard_json = jsonencode({
     displayName = "Token broker (${local.prefix})"
     mosaicLayout = {
@@ -215,5 +232,43 @@ resource "google_monitoring_dashboard" "broker" {
       }]
     }
   })
+}
+
+# The Monitoring API returns a dashboard with fields it filled in, which the provider reports as a change on
+# every plan (a permadiff: hashicorp/terraform-provider-google#16173, open). The dashboard ignores changes to
+# its JSON, and is replaced instead when the JSON this module writes changes (terraform_data.dashboard).
+resource "terraform_data" "dashboard" {
+  input = sha256(local.dashboard_json)
+}
+
+resource "google_monitoring_dashboard" "broker" {
+  project        = var.project_id
+  dashboard_json = local.dashboard_json
+  lifecycle {
+    ignore_changes       = [dashboard_json]
+    replace_triggered_by = [terraform_data.dashboard]
+  }
   depends_on = [google_project_service.apis]
+}
+
+# Alert policies with no notification channel fire in the console only.
+resource "google_monitoring_notification_channel" "email" {
+  for_each     = toset(var.alert_emails)
+  project      = var.project_id
+  display_name = "${local.prefix} alerts: ${each.value}"
+  type         = "email"
+  labels       = { email_address = each.value }
+  user_labels  = local.labels
+  depends_on   = [google_project_service.apis]
+}
+
+locals {
+  alert_channels = concat(var.alert_notification_channels, [for c in google_monitoring_notification_channel.email : c.id])
+}
+
+check "alerts_reach_someone" {
+  assert {
+    condition     = length(var.alert_notification_channels) + length(var.alert_emails) > 0
+    error_message = "The alert policies have no notification channel, so they only show in the console: set alert_emails (or alert_notification_channels)."
+  }
 }

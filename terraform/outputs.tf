@@ -3,6 +3,20 @@ output "function_urls" {
   value       = local.function_url
 }
 
+output "token_url" {
+  description = "The token endpoint: the token function's URL, or /token on the broker function (null with neither)."
+  value       = local.token_url
+}
+
+output "smoke_test" {
+  description = "With smoke_test: the commands that run the in-VPC smoke test and read what it logged (README, step 6)."
+  value = length(local.smoke) == 0 ? null : {
+    execute  = "gcloud run jobs execute ${local.prefix}-smoke --project=${var.project_id} --region=${var.region} --wait"
+    read_log = "gcloud logging read 'resource.type=\"cloud_run_job\" AND resource.labels.job_name=\"${local.prefix}-smoke\" AND jsonPayload.smoke:*' --project=${var.project_id} --freshness=15m --limit=1 --format=json"
+    caller   = local.smoke_account
+  }
+}
+
 output "runtime_service_account" {
   description = "The broker's runtime service account: the account keyless accounts grant roles/iam.serviceAccountTokenCreator to."
   value       = google_service_account.broker.email

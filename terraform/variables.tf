@@ -30,8 +30,28 @@ variable "name_prefix" {
 
 variable "source_dir" {
   type        = string
-  description = "The packaged broker (`npm run package` writes it to .tmp/package)."
-  default     = "../.tmp/package"
+  description = "The packaged broker. null: the repository's .tmp/package (what `npm run package` writes), found from this module's directory whatever the working directory. A relative path is relative to the working directory."
+  default     = null
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that takes labels (functions, secrets, the bucket, the image repository, alert policies), beside app, deployment and managed-by."
+  default     = {}
+  validation {
+    condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
+    error_message = "labels: keys start with a lower-case letter; keys and values are lower-case letters, digits, _ and -, at most 63 characters."
+  }
+}
+
+variable "images_to_keep" {
+  type        = number
+  description = "Versions of each function image kept by the image repository's cleanup policy (the newest, the live one among them); older versions are deleted after 30 days."
+  default     = 5
+  validation {
+    condition     = var.images_to_keep >= 1 && var.images_to_keep <= 100
+    error_message = "images_to_keep must be from 1 to 100."
+  }
 }
 
 variable "targets" {
@@ -77,8 +97,8 @@ variable "sts_ingress" {
 
 variable "sts_invoker" {
   type        = string
-  description = "Who passes Cloud Run's invoker check on the sts function. \"allUsers\": anyone who reaches it (Google's libraries send no Authorization header, so they cannot pass an IAM check); the broker verifies the subject_token itself. \"callers\": roles/run.invoker for var.callers only, for callers that can add X-Serverless-Authorization."
-  default     = "allUsers"
+  description = "Who passes Cloud Run's invoker check on the sts function. \"callers\" (the default): roles/run.invoker for var.callers only, which works where domain-restricted sharing (iam.allowedPolicyMemberDomains, on by default in organisations created since May 2024) forbids allUsers, but serves only callers that add X-Serverless-Authorization: Google's client libraries send no such header. \"allUsers\": anyone who reaches the function passes Cloud Run's check, so Google's libraries can call it, and the broker's verification of the subject_token is the gate; it needs an exception to domain-restricted sharing where that is enforced. README, Token exchange."
+  default     = "callers"
   validation {
     condition     = contains(["allUsers", "callers"], var.sts_invoker)
     error_message = "sts_invoker must be allUsers or callers."
@@ -149,6 +169,9 @@ variable "service_accounts" {
     keyless   = optional(bool, false)
     delegates = optional(list(string), [])
     tenant    = optional(string)
+    # The shared-tenant pattern: one account serves many tenants (["*"]), each token cut down by the grant's
+    # accessBoundary (a Credential Access Boundary). README, Large policies.
+    tenants = optional(list(string))
   }))
   description = "Service accounts the broker serves. Keyed: secret_id names the Secret Manager secret that holds its key (versions are added out of band). Keyless: keyless = true, minted through the IAM Credentials API with the broker's own identity, optionally through a chain of delegates."
   validation {
@@ -186,12 +209,37 @@ variable "service_accounts" {
 
 variable "policy" {
   type = object({
-    grants     = list(any)
+    # Any JSON the broker takes (docs/contract.md, Grants): `any`, not list(any), so that grants may differ in
+    # their fields and hold objects such as accessBoundary (list(any) must unify every grant to one type).
+    grants     = any
     admins     = optional(list(string), [])
     rateLimit  = optional(object({ requests = number, windowSeconds = number }))
     rateLimits = optional(map(object({ requests = number, windowSeconds = number })))
+    # Issuers of non-Google OIDC tokens the broker accepts from callers (GitHub Actions, Kubernetes): see
+    # external_caller_targets.
+    issuers = optional(list(object({
+      name      = string
+      issuer    = string
+      audiences = list(string)
+      claims    = optional(map(string))
+      jwksUri   = optional(string)
+    })))
   })
   description = "The broker policy without serviceAccounts (built from var.service_accounts); see docs/contract.md, Policy."
+  validation {
+    condition     = can([for g in var.policy.grants : g.callers])
+    error_message = "policy.grants must be a list of grants, each with callers."
+  }
+}
+
+variable "policy_delivery" {
+  type        = string
+  description = "How the functions get the policy. \"env\" (default): the JSON in BROKER_POLICY, read at start; a change deploys new revisions; it must fit, with the other variables, in the 32 KiB Cloud Run allows a function's environment (plan says when it does not). \"secret\": the JSON in a Secret Manager secret (up to 64 KiB), mounted at latest as the file BROKER_POLICY_FILE names; the broker re-reads it, so a change reaches running functions without a deploy (needs a broker that reads BROKER_POLICY_FILE). README, Large policies."
+  default     = "env"
+  validation {
+    condition     = contains(["env", "secret"], var.policy_delivery)
+    error_message = "policy_delivery must be env or secret."
+  }
 }
 
 variable "callers" {
@@ -309,6 +357,15 @@ variable "service_account_key_files" {
   description = "secret_id => path of a key file, used only with manage_key_versions_in_terraform."
   sensitive   = true
   default     = {}
+  validation {
+    # Each key names the secret of a keyed account: an unknown one used to fail the plan with an index error.
+    condition     = alltrue([for id in keys(var.service_account_key_files) : contains([for sa in var.service_accounts : sa.secret_id if sa.secret_id != null], id)])
+    error_message = "service_account_key_files: every key must be the secret_id of a keyed account in service_accounts."
+  }
+  validation {
+    condition     = alltrue([for file_path in values(var.service_account_key_files) : fileexists(file_path)])
+    error_message = "service_account_key_files: a key file does not exist (paths are relative to the working directory)."
+  }
 }
 
 variable "key_files_version" {
@@ -343,8 +400,112 @@ variable "alert_notification_channels" {
   default     = []
 }
 
+variable "alert_emails" {
+  type        = list(string)
+  description = "Email addresses the alert policies notify (an email notification channel is created for each). With neither this nor alert_notification_channels the alerts show in the console only, and plan warns."
+  default     = []
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]+$", e))])
+    error_message = "alert_emails must be email addresses."
+  }
+}
+
 variable "denials_per_minute_alert" {
   type        = number
   description = "Alert when denied requests stay above this many per minute for 5 minutes (a misconfigured caller, or someone probing)."
   default     = 30
+}
+
+variable "iam_propagation_wait" {
+  type        = string
+  description = "How long to wait after creating service agents and granting the build and runtime accounts their roles, before the first build or deploy that relies on them (IAM changes typically take 2 minutes to propagate, sometimes 7 or more). Waited again only when one of those grants changes."
+  default     = "120s"
+  validation {
+    condition     = can(regex("^[0-9]+[sm]$", var.iam_propagation_wait))
+    error_message = "iam_propagation_wait must be a duration such as 120s or 5m."
+  }
+}
+
+variable "metric_propagation_wait" {
+  type        = string
+  description = "How long to wait after creating the log-based metrics before creating the alert policies on them: the Monitoring API answers \"Cannot find metric(s)\" for up to 10 minutes after a metric is created. It runs while the functions build, and again only when a metric is replaced."
+  default     = "600s"
+  validation {
+    condition     = can(regex("^[0-9]+[sm]$", var.metric_propagation_wait))
+    error_message = "metric_propagation_wait must be a duration such as 600s or 10m."
+  }
+}
+
+variable "secret_locations" {
+  type        = list(string)
+  description = "Where Secret Manager keeps the module's secrets. null: automatic replication (Google chooses the locations; an organisation policy gcp.resourceLocations must allow `global`). A list of regions, e.g. [\"europe-west1\"]: user-managed replication in exactly those, for projects whose resource-location policy allows only the region. Replication cannot change in place: changing this replaces the secrets, and key versions added out of band must be added again."
+  default     = null
+  validation {
+    condition     = var.secret_locations == null || try(length(var.secret_locations) > 0 && alltrue([for l in var.secret_locations : can(regex("^[a-z]+-[a-z]+[0-9]+$", l))]), false)
+    error_message = "secret_locations: null (automatic replication) or a non-empty list of regions such as europe-west1."
+  }
+}
+
+variable "secret_version_destroy_ttl" {
+  type        = string
+  description = "Secret Manager's delayed destruction on the module's secrets: a destroyed version (an old one after a rotation, or one destroyed by hand) is disabled at once and destroyed after this long, and can be re-enabled until then. null: destroyed at once."
+  default     = "86400s"
+  validation {
+    condition     = var.secret_version_destroy_ttl == null || can(regex("^[0-9]+s$", var.secret_version_destroy_ttl))
+    error_message = "secret_version_destroy_ttl must be null or a number of seconds such as 86400s."
+  }
+}
+
+variable "smoke_test" {
+  type = object({
+    # A served account (one of service_accounts) to ask a token for. A keyless one needs nothing more; a keyed
+    # one needs its key in Secret Manager first (README, step 5).
+    service_account = string
+    scopes          = optional(list(string), ["https://www.googleapis.com/auth/userinfo.email"])
+    # Any image with Node.js 22 or later on its PATH as `node`.
+    image = optional(string, "docker.io/library/node:22-alpine")
+    # An existing subnet (with Private Google Access) for Direct VPC egress; null: the module makes a network and
+    # a subnet of subnet_cidr_range.
+    subnetwork        = optional(string)
+    subnet_cidr_range = optional(string, "10.8.16.0/26")
+  })
+  description = "Optional: a Cloud Run job inside the VPC that asks the token endpoint for a token for service_account and logs the token's tokeninfo (README, step 6). It adds one grant to the policy, for its own account only, and costs nothing idle."
+  default     = null
+  validation {
+    condition     = var.smoke_test == null || try(contains([for sa in var.service_accounts : lower(sa.email)], lower(var.smoke_test.service_account)), false)
+    error_message = "smoke_test.service_account must be one of the emails in service_accounts."
+  }
+  validation {
+    condition     = var.smoke_test == null || contains(var.targets, "token") || contains(var.targets, "broker")
+    error_message = "smoke_test calls the token endpoint: targets must include token or broker."
+  }
+}
+
+variable "external_caller_targets" {
+  type        = set(string)
+  description = "Targets that take callers holding a non-Google OIDC token (GitHub Actions, Kubernetes), which the broker verifies against policy.issuers. Cloud Run's invoker check cannot pass such a token, so each of these functions gets allUsers as invoker and external_caller_ingress as ingress: the broker's own verification is then the only gate. README, External callers."
+  default     = []
+  validation {
+    condition     = alltrue([for t in var.external_caller_targets : contains(var.targets, t)])
+    error_message = "external_caller_targets must be among the deployed targets (var.targets)."
+  }
+  validation {
+    # admin answers only the admins, who are Google service accounts that can pass the invoker check.
+    condition     = !contains(var.external_caller_targets, "admin")
+    error_message = "external_caller_targets cannot include admin: purge is for the admins, whose Google identity passes Cloud Run's invoker check."
+  }
+  validation {
+    condition     = length(var.external_caller_targets) == 0 || try(length(var.policy.issuers) > 0, false)
+    error_message = "external_caller_targets opens functions to callers of other identity providers: the policy needs at least one entry in issuers for the broker to verify them."
+  }
+}
+
+variable "external_caller_ingress" {
+  type        = string
+  description = "Ingress of the external_caller_targets functions. ALLOW_ALL (default): callers on the internet, such as GitHub-hosted runners. ALLOW_INTERNAL_ONLY: callers inside this project's VPC, such as a GKE cluster. ALLOW_INTERNAL_AND_GCLB: behind an external Application Load Balancer (Cloud Armor)."
+  default     = "ALLOW_ALL"
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.external_caller_ingress)
+    error_message = "external_caller_ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
 }

@@ -8,8 +8,21 @@ terraform {
     google = {
       source = "hashicorp/google"
       # secret_data_wo / secret_data_wo_version exist since 6.23; the module is checked against 6.50's schema
-      # (test/unit/terraform-schema.test.ts), so 6.50 is the floor. 7.x changed defaults and is not checked.
+      # (test/unit/terraform-schema.test.ts), so 6.50 is the floor, and 6.50.0 is the last 6.x release: the
+      # constraint allows exactly what is checked. 7.x is not allowed until its schema can be checked too:
+      # no prebuilt 7.x schema exists (README, Upgrade).
       version = ">= 6.50, < 7.0"
+    }
+    google-beta = {
+      source = "hashicorp/google-beta"
+      # For google_project_service_identity alone (a beta-only resource): the same versions as google.
+      version = ">= 6.50, < 7.0"
+    }
+    time = {
+      source = "hashicorp/time"
+      # time_sleep: the waits for IAM and service-agent propagation and for new log-based metrics. Checked
+      # against 0.13.1's schema; 0.14.0 only adds a build target, and is allowed once its schema is checked.
+      version = ">= 0.13.1, < 0.14.0"
     }
     random = {
       source = "hashicorp/random"
@@ -28,6 +41,11 @@ terraform {
 }
 
 provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+provider "google-beta" {
   project = var.project_id
   region  = var.region
 }

@@ -31,6 +31,12 @@ policy = {
 callers = ["platform@platform-prod.iam.gserviceaccount.com"]
 admins  = ["ops@platform-prod.iam.gserviceaccount.com"]
 
+alert_emails = ["ops@platform.example"]
+
 create_upstash_database = true
 upstash_email           = "ops@platform.example"
 upstash_region          = "us-east-1" # Upstash's global databases run on AWS regions; us-east-1 is closest to us-central1
+
+# Step 6 of terraform/README.md: a Cloud Run job inside the VPC that asks /token on the broker function for a
+# token for this (keyless, delegated) account and logs its tokeninfo.
+smoke_test = { service_account = "green-tenant@tenant-green.iam.gserviceaccount.com" }

@@ -31,6 +31,9 @@ policy = {
 callers = ["billing@acme-prod.iam.gserviceaccount.com"]
 admins  = ["ops@acme-prod.iam.gserviceaccount.com"]
 
+# Who the alert policies notify (an email channel each); without any, plan warns that alerts reach nobody.
+alert_emails = ["ops@acme.com"]
+
 # Existing Upstash database; pass the token with TF_VAR_upstash_redis_rest_token.
 upstash_redis_rest_url = "https://eu1-example-12345.upstash.io"
 
@@ -40,3 +43,7 @@ delegated_job = {
   subject         = "reports@acme.com"
   scopes          = ["https://www.googleapis.com/auth/calendar.readonly"]
 }
+
+# Step 6 of terraform/README.md: a Cloud Run job inside the VPC that asks for a token for this (keyless)
+# account and logs its tokeninfo. Run it with `terraform output smoke_test`.
+smoke_test = { service_account = "calendar-sync@acme-prod.iam.gserviceaccount.com" }

@@ -36,16 +36,17 @@ const given = {
   upstash_redis_rest_token: 'rest-token',
 };
 const vars = variableValues(m, given);
-const scope = planScope(m, vars);
 const projectId = String(vars['project_id']);
 const prefix = String(vars['name_prefix']);
 // Metric names are arguments, known at plan: resolve them so that alert and dashboard filters are concrete.
 const metricName = (r: string) =>
-  String(instanceAttribute(m, `google_logging_metric.${r}`, '', 'name', scope));
-scope['google_logging_metric'] = {
-  requests: { name: metricName('requests') },
-  mint_latency: { name: metricName('mint_latency') },
-};
+  String(instanceAttribute(m, `google_logging_metric.${r}`, '', 'name', planScope(m, vars)));
+const scope = planScope(m, vars, {
+  google_logging_metric: {
+    requests: { name: metricName('requests') },
+    mint_latency: { name: metricName('mint_latency') },
+  },
+});
 const metricAttr = (r: string, name: string) =>
   instanceAttribute(m, `google_logging_metric.${r}`, '', name, scope);
 

@@ -1,10 +1,15 @@
 /**
  * Evaluates Terraform expressions (tf-syntax.ts) with known variables, as
  * `terraform plan` would before any resource exists: variable validations,
- * locals, and the `count`/`for_each` of resources. Values that only exist
+ * every local, the `count`/`for_each` of resources and, in planModule, every
+ * argument of every instance, dynamic blocks, preconditions, check blocks,
+ * provider blocks and outputs. Like Terraform it is eager: a local that
+ * fails fails the plan even when nothing reads it. Values that only exist
  * after apply (resource attributes) are UNKNOWN. Only the functions this
  * module's configuration uses are implemented; any other throws.
  */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { attr, type Body, type Expr, parseExpression, type Step, type TfModule } from './tf-syntax.js';
 
 /** A value not known until apply. */
@@ -47,6 +52,28 @@ function regex(pattern: string, s: string): unknown {
   if (!m) throw new TfEvalError(`pattern ${pattern} does not match`);
   if (m.length === 1) return m[0];
   return m.slice(1);
+}
+
+/**
+ * Terraform's jsonencode: object keys sorted (cty orders attributes and map
+ * keys), and Go's encoder escapes <, >, & and U+2028/U+2029. Byte counts of
+ * the policy depend on it, so it must match to the byte.
+ */
+function jsonencode(v: unknown): string {
+  const sorted = (x: unknown): unknown =>
+    Array.isArray(x)
+      ? x.map(sorted)
+      : isObj(x)
+        ? Object.fromEntries(
+            Object.keys(x)
+              .sort()
+              .map((k) => [k, sorted(x[k])]),
+          )
+        : x;
+  return JSON.stringify(sorted(v)).replace(
+    /[<>&\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 const FUNCTIONS: Record<string, (...args: unknown[]) => unknown> = {
@@ -95,7 +122,24 @@ const FUNCTIONS: Record<string, (...args: unknown[]) => unknown> = {
   sensitive: (v) => v,
   tostring: (v) => (v === null ? null : str(v)),
   tonumber: (v) => Number(v),
-  jsonencode: (v) => JSON.stringify(v),
+  jsonencode: (v) => jsonencode(v),
+  sum: (l) => {
+    const xs = list(l);
+    if (xs.length === 0) throw new TfEvalError('sum: the list is empty');
+    return xs.reduce((a: number, x) => a + Number(x), 0);
+  },
+  regexall: (p, s) =>
+    [...str(s).matchAll(new RegExp(str(p), 'g'))].map((m) => (m.length === 1 ? m[0] : m.slice(1))),
+  sha256: (s) => createHash('sha256').update(str(s)).digest('hex'),
+  file: (p) => {
+    if (!existsSync(str(p))) throw new TfEvalError(`file: no file at ${str(p)}`);
+    return readFileSync(str(p), 'utf8');
+  },
+  fileexists: (p) => existsSync(str(p)) && statSync(str(p)).isFile(),
+  strcontains: (s, sub) => str(s).includes(str(sub)),
+  sort: (l) => list(l).map(str).sort(),
+  max: (...ns) => Math.max(...ns.map(Number)),
+  min: (...ns) => Math.min(...ns.map(Number)),
   lookup: (o, k, d) => (isObj(o) && Object.hasOwn(o, str(k)) ? o[str(k)] : d),
   format: (f, ...args) => {
     let i = 0;
@@ -108,6 +152,27 @@ const FUNCTIONS: Record<string, (...args: unknown[]) => unknown> = {
     throw new TfEvalError('try() is evaluated lazily');
   },
 };
+
+/** Functions whose result is known when their arguments' structure is, whatever values it holds. */
+const STRUCTURAL = new Set([
+  'merge',
+  'concat',
+  'flatten',
+  'tolist',
+  'length',
+  'keys',
+  'values',
+  'lookup',
+  'one',
+]);
+
+/** Whether a value is, or holds, an unknown value. */
+export function hasUnknown(v: unknown): boolean {
+  if (v === UNKNOWN) return true;
+  if (Array.isArray(v)) return v.some(hasUnknown);
+  if (isObj(v)) return Object.values(v).some(hasUnknown);
+  return false;
+}
 
 function step(obj: unknown, s: Step, scope: Scope): unknown {
   if (obj === UNKNOWN) return UNKNOWN;
@@ -168,7 +233,11 @@ export function evaluate(e: Expr, scope: Scope): unknown {
       const fn = FUNCTIONS[e.fn];
       if (!fn) throw new Error(`function ${e.fn} is not implemented by this evaluator`);
       const args = e.args.map((a) => evaluate(a, scope));
-      if (args.includes(UNKNOWN) && !['merge', 'nonsensitive', 'sensitive'].includes(e.fn)) return UNKNOWN;
+      if (e.fn === 'nonsensitive' || e.fn === 'sensitive') return args[0];
+      // An unknown argument makes the result unknown; so does an unknown inside one, except for the
+      // functions that only move values around (whose results then hold the unknown values).
+      if (args.includes(UNKNOWN)) return UNKNOWN;
+      if (!STRUCTURAL.has(e.fn) && args.some(hasUnknown)) return UNKNOWN;
       return fn(...args);
     }
     case 'tuple':
@@ -206,8 +275,12 @@ export function evaluate(e: Expr, scope: Scope): unknown {
       }
       return e.object ? outObj : outList;
     }
-    case 'cond':
-      return truthy(evaluate(e.c, scope)) ? evaluate(e.a, scope) : evaluate(e.b, scope);
+    case 'cond': {
+      // As HCL: an unknown condition makes the result unknown (and drops both branches' errors).
+      const c = evaluate(e.c, scope);
+      if (c === UNKNOWN) return UNKNOWN;
+      return truthy(c) ? evaluate(e.a, scope) : evaluate(e.b, scope);
+    }
     case 'un': {
       const v = evaluate(e.e, scope);
       if (v === UNKNOWN) return UNKNOWN;
@@ -215,9 +288,12 @@ export function evaluate(e: Expr, scope: Scope): unknown {
     }
     case 'bin': {
       if (e.op === '&&' || e.op === '||') {
-        const l = truthy(evaluate(e.l, scope));
+        const lv = evaluate(e.l, scope);
+        if (lv === UNKNOWN) return UNKNOWN;
+        const l = truthy(lv);
         if (e.op === '&&' ? !l : l) return l;
-        return truthy(evaluate(e.r, scope));
+        const rv = evaluate(e.r, scope);
+        return rv === UNKNOWN ? UNKNOWN : truthy(rv);
       }
       const l = evaluate(e.l, scope);
       const r = evaluate(e.r, scope);
@@ -311,13 +387,21 @@ export function failedValidations(m: TfModule, vars: Record<string, unknown>): s
   return failures;
 }
 
-/** The root scope of a module before apply: variables, locals (evaluated lazily), and unknown resources. */
-export function planScope(m: TfModule, vars: Record<string, unknown>): Scope {
+/**
+ * The root scope of a module before apply: variables, unknown resources (or
+ * the `known` values a test gives for some), and every local, evaluated
+ * eagerly as Terraform does: a local that fails throws here, read or not.
+ */
+export function planScope(
+  m: TfModule,
+  vars: Record<string, unknown>,
+  known: Record<string, Record<string, unknown>> = {},
+): Scope {
   const local: Record<string, unknown> = {};
   const scope: Scope = {
     var: vars,
     local,
-    path: { module: '.', root: '.' },
+    path: { module: m.dir || '.', root: m.dir || '.', cwd: process.cwd() },
     terraform: { workspace: 'default' },
   };
   // A resource's value before apply: its instances are known (count and for_each must be), their attributes not.
@@ -332,7 +416,11 @@ export function planScope(m: TfModule, vars: Record<string, unknown>): Scope {
     for (const address of addresses) {
       const [type, name] = address.split('.') as [string, string];
       root[type] ??= {};
-      Object.defineProperty(root[type], name, { enumerable: true, get: instances(address) });
+      Object.defineProperty(root[type], name, {
+        enumerable: true,
+        configurable: true,
+        get: instances(address),
+      });
     }
   };
   const data: Record<string, unknown> = {};
@@ -342,9 +430,37 @@ export function planScope(m: TfModule, vars: Record<string, unknown>): Scope {
   define(ephemeral, m.ephemeral.keys());
   scope['data'] = data;
   scope['ephemeral'] = ephemeral;
-  for (const [name, expr] of m.locals) {
-    Object.defineProperty(local, name, { enumerable: true, get: () => evaluate(expr, scope) });
+  for (const [type, byName] of Object.entries(known)) {
+    scope[type] ??= {};
+    const root = scope[type] as Record<string, unknown>;
+    for (const [name, value] of Object.entries(byName))
+      Object.defineProperty(root, name, { enumerable: true, configurable: true, value });
   }
+  // Each local is computed once, on first read (in dependency order), then kept.
+  const busy = new Set<string>();
+  for (const [name, expr] of m.locals) {
+    Object.defineProperty(local, name, {
+      enumerable: true,
+      configurable: true,
+      get: () => {
+        if (busy.has(name)) throw new TfEvalError(`local.${name} depends on itself`);
+        busy.add(name);
+        try {
+          const value = evaluate(expr, scope);
+          Object.defineProperty(local, name, { enumerable: true, value });
+          return value;
+        } catch (err) {
+          if (err instanceof TfEvalError && !err.message.startsWith('local.'))
+            throw new TfEvalError(`local.${name}: ${err.message}`);
+          throw err;
+        } finally {
+          busy.delete(name);
+        }
+      },
+    });
+  }
+  // Terraform evaluates every local in the plan, whether anything reads it or not.
+  for (const name of m.locals.keys()) void local[name];
   return scope;
 }
 
@@ -397,6 +513,135 @@ export function instanceAttribute(
   for (const p of parts.slice(0, -1)) body = body.blocks.find((b) => b.type === p)!.body;
   const e = attr(body, parts.at(-1)!);
   return e === undefined ? undefined : evaluate(e, inner);
+}
+
+/** What `terraform plan` computes for one module: every instance's arguments, and what failed. */
+export interface Plan {
+  scope: Scope;
+  /** address ("type.name", "data.type.name", "ephemeral.type.name") => instance key => its arguments and blocks. */
+  instances: Map<string, Map<string, Record<string, unknown>>>;
+  providers: Map<string, Record<string, unknown>>;
+  outputs: Map<string, unknown>;
+  /** Failed lifecycle preconditions, "address[key]: error_message": each fails a real plan. */
+  preconditions: string[];
+  /** Failed check assertions, "check.name: error_message": warnings in a real plan. */
+  checks: string[];
+}
+
+const META_ATTRS = new Set(['count', 'for_each', 'depends_on', 'provider']);
+const META_BLOCKS = new Set(['lifecycle', 'provisioner', 'connection']);
+
+/** A body's value: its arguments, and each nested block type as a list of block values (dynamic blocks expanded). */
+function bodyValue(body: Body, scope: Scope, where: string, meta: boolean): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const a of body.attrs) {
+    if (meta && META_ATTRS.has(a.name)) continue;
+    out[a.name] = located(`${where}.${a.name} (line ${a.line})`, () => evaluate(a.expr, scope));
+  }
+  for (const b of body.blocks) {
+    if (meta && META_BLOCKS.has(b.type)) continue;
+    if (b.type === 'dynamic') {
+      const name = b.labels[0]!;
+      const iterator = attr(b.body, 'iterator');
+      const it = iterator?.k === 'name' ? iterator.name : name;
+      const content = b.body.blocks.find((c) => c.type === 'content')!;
+      const each = located(`${where}.dynamic.${name}.for_each (line ${b.line})`, () =>
+        evaluate(attr(b.body, 'for_each')!, scope),
+      );
+      if (each === UNKNOWN) {
+        out[name] = UNKNOWN;
+        continue;
+      }
+      const entries: [unknown, unknown][] = isObj(each)
+        ? Object.keys(each).map((k) => [k, each[k]])
+        : list(each).map((v, i) => [i, v]);
+      const made = entries.map(([key, value]) =>
+        bodyValue(content.body, { ...scope, [it]: { key, value } }, `${where}.${name}`, false),
+      );
+      out[name] = [...((out[name] as unknown[] | undefined) ?? []), ...made];
+    } else {
+      const value = bodyValue(b.body, scope, `${where}.${b.type}`, false);
+      out[b.type] = [...((out[b.type] as unknown[] | undefined) ?? []), value];
+    }
+  }
+  return out;
+}
+
+/** Runs `f`, naming `where` in the message of an evaluation error, as Terraform names the argument. */
+function located<T>(where: string, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof TfEvalError) throw new TfEvalError(`${where}: ${err.message}`);
+    throw err;
+  }
+}
+
+/**
+ * The plan of a module: what `terraform plan` evaluates, eagerly, before any
+ * resource exists. Throws a TfEvalError (naming the local, the instance and
+ * the argument) where Terraform's plan would stop with an error; failed
+ * preconditions and checks are returned.
+ */
+export function planModule(
+  m: TfModule,
+  vars: Record<string, unknown>,
+  known: Record<string, Record<string, unknown>> = {},
+): Plan {
+  const scope = planScope(m, vars, known);
+  const plan: Plan = {
+    scope,
+    instances: new Map(),
+    providers: new Map(),
+    outputs: new Map(),
+    preconditions: [],
+    checks: [],
+  };
+  const kinds = [
+    ['', m.resources],
+    ['data.', m.data],
+    ['ephemeral.', m.ephemeral],
+  ] as const;
+  for (const [prefix, blocks] of kinds)
+    for (const [address, block] of blocks) {
+      const byKey = new Map<string, Record<string, unknown>>();
+      const keys = located(`${prefix}${address}`, () => instanceKeys(m, address, scope));
+      const forEach = attr(block.body, 'for_each');
+      const coll = forEach ? evaluate(forEach, scope) : undefined;
+      for (const key of keys) {
+        const inner: Scope = { ...scope };
+        if (forEach) inner['each'] = { key, value: isObj(coll) ? coll[key] : key };
+        else if (attr(block.body, 'count')) inner['count'] = { index: Number(key) };
+        const where = `${prefix}${address}${key === '' ? '' : `[${JSON.stringify(key)}]`}`;
+        byKey.set(key, bodyValue(block.body, inner, where, true));
+        for (const lc of block.body.blocks.filter((b) => b.type === 'lifecycle'))
+          for (const pre of lc.body.blocks.filter((b) => b.type === 'precondition')) {
+            const ok = located(`${where}.precondition (line ${pre.line})`, () =>
+              evaluate(attr(pre.body, 'condition')!, inner),
+            );
+            if (ok === UNKNOWN) continue; // Terraform checks it during apply
+            if (!truthy(ok))
+              plan.preconditions.push(`${where}: ${str(evaluate(attr(pre.body, 'error_message')!, inner))}`);
+          }
+      }
+      plan.instances.set(`${prefix}${address}`, byKey);
+    }
+  for (const [name, block] of m.providers)
+    plan.providers.set(name, bodyValue(block.body, scope, `provider.${name}`, false));
+  for (const b of m.blocks) {
+    if (b.type === 'output')
+      plan.outputs.set(
+        b.labels[0]!,
+        located(`output.${b.labels[0]}`, () => evaluate(attr(b.body, 'value')!, scope)),
+      );
+    if (b.type === 'check')
+      for (const a of b.body.blocks.filter((x) => x.type === 'assert')) {
+        const ok = located(`check.${b.labels[0]}`, () => evaluate(attr(a.body, 'condition')!, scope));
+        if (ok !== UNKNOWN && !truthy(ok))
+          plan.checks.push(`check.${b.labels[0]}: ${str(evaluate(attr(a.body, 'error_message')!, scope))}`);
+      }
+  }
+  return plan;
 }
 
 /** Parses a tfvars file (attributes only) into values. */

@@ -6,7 +6,8 @@
  *
  * Schemas come from the CDKTF prebuilt bindings (`@cdktf/provider-google`
  * 16.12.1 = hashicorp/google 6.50.0, `@cdktf/provider-random` = random 3.7.2,
- * `@cdktf/provider-archive` = archive 2.7.1): each `.jsii` manifest is
+ * `@cdktf/provider-archive` = archive 2.7.1, `@cdktf/provider-time` 11.0.1 =
+ * time 0.13.1): each `.jsii` manifest is
  * generated from `terraform providers schema -json` and carries every argument
  * (its registry anchor gives the Terraform name), its required-ness, and each
  * nested block's type and nesting. What the bindings do not cover is in
@@ -185,8 +186,11 @@ function unpack(p: Packed): ProviderSchema {
  * the copy is keyed by the package version and the manifest's size, and by
  * this file's extraction code, so a changed package or extractor rebuilds it).
  */
-export function loadCdktfSchema(pkg: string): ProviderSchema {
-  const dir = dirname(require.resolve(`${pkg}/package.json`));
+export function loadCdktfSchema(
+  pkg: string,
+  packageJson = require.resolve(`${pkg}/package.json`),
+): ProviderSchema {
+  const dir = dirname(packageJson);
   const version = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string })
     .version;
   const code = createHash('sha256')
@@ -224,10 +228,25 @@ function handSchema(args: string[], computed: string[] = []): BlockSchema {
  * - the upstash provider (upstash/terraform-provider-upstash v2.x,
  *   upstash/provider.go and upstash/redis/database/resource.go): no CDKTF
  *   prebuilt binding exists.
+ * - `google_project_service_identity`, a google-beta resource only:
+ *   hashicorp/terraform-provider-google-beta v6.50.0 (the last 6.x release),
+ *   google-beta/services/resourcemanager/resource_project_service_identity.go.
+ *   The module uses google-beta for this one resource; the provider block's
+ *   schema is google's, which google-beta shares (loadSchemas).
+ * - `terraform_data`, built into Terraform (internal/builtin/providers/
+ *   terraform/resource_data.go): no provider package carries it.
  */
 export const EXTRA_SCHEMAS: Record<string, Partial<ProviderSchema>> = {
   random: {
     ephemeral: new Map([['random_bytes', handSchema(['length!'], ['base64', 'hex'])]]),
+  },
+  'google-beta': {
+    resources: new Map([
+      ['google_project_service_identity', handSchema(['service!', 'project'], ['id', 'email', 'member'])],
+    ]),
+  },
+  terraform: {
+    resources: new Map([['terraform_data', handSchema(['input', 'triggers_replace'], ['id', 'output'])]]),
   },
   upstash: {
     provider: handSchema(['email!', 'api_key!']),
@@ -258,10 +277,25 @@ export const EXTRA_SCHEMAS: Record<string, Partial<ProviderSchema>> = {
 
 /** Every provider's schema, by local provider name. */
 export function loadSchemas(): Record<string, ProviderSchema> {
+  const google = loadCdktfSchema('@cdktf/provider-google');
   const out: Record<string, ProviderSchema> = {
-    google: loadCdktfSchema('@cdktf/provider-google'),
+    google,
+    'google-beta': {
+      provider: google.provider,
+      resources: EXTRA_SCHEMAS['google-beta']!.resources!,
+      data: new Map(),
+      ephemeral: new Map(),
+    },
     random: loadCdktfSchema('@cdktf/provider-random'),
     archive: loadCdktfSchema('@cdktf/provider-archive'),
+    // Resolved here by name, so that knip sees the package used (knip.json lists the others).
+    time: loadCdktfSchema('@cdktf/provider-time', require.resolve('@cdktf/provider-time/package.json')),
+    terraform: {
+      provider: handSchema([]),
+      resources: EXTRA_SCHEMAS['terraform']!.resources!,
+      data: new Map(),
+      ephemeral: new Map(),
+    },
     upstash: {
       provider: EXTRA_SCHEMAS['upstash']!.provider!,
       resources: EXTRA_SCHEMAS['upstash']!.resources!,
@@ -345,8 +379,8 @@ function* expressions(body: Body): Generator<{ expr: Expr; line: number; iterato
       yield* walk(x.body, x.type === 'lifecycle' ? ['ignore_changes'] : []);
     }
   }
-  // A variable's type is a type expression, not references.
-  yield* walk(body, ['type']);
+  // A variable's type is a type expression, and a resource's provider a provider name: neither is a reference.
+  yield* walk(body, ['type', 'provider']);
 }
 
 /** Which provider a resource type belongs to: the longest provider name that prefixes it. */
@@ -355,6 +389,17 @@ function providerOf(type: string, providers: string[]): string | undefined {
     .filter((p) => type === p || type.startsWith(`${p}_`))
     .sort((a, b) => b.length - a.length)[0];
 }
+
+/** The provider a block uses: its `provider` meta-argument (e.g. google-beta), or the one its type names. */
+function providerOfBlock(b: Block, providers: string[]): string | undefined {
+  const meta = b.body.attrs.find((a) => a.name === 'provider')?.expr;
+  if (meta?.k === 'name') return meta.name;
+  if (meta?.k === 'attr' && meta.obj.k === 'name') return meta.obj.name; // google-beta.alias
+  return providerOf(b.labels[0]!, providers);
+}
+
+/** Providers built into Terraform, which required_providers does not list. */
+const BUILTIN = new Set(['terraform']);
 
 /** Checks the references of one block: declared names, and attributes that the schema has. */
 function checkReferences(
@@ -387,7 +432,8 @@ function checkReferences(
           problems.push(`${at}: ${root}.${address} has no attribute ${path[2]}`);
       } else if (m.resources.has(`${root}.${path[0]}`)) {
         // Follow the path through nested blocks: google_x.y.block.attr must exist at each step.
-        let schema = schemas[providerOf(root, providers) ?? '']?.resources.get(root);
+        const declared = m.resources.get(`${root}.${path[0]}`)!;
+        let schema = schemas[providerOfBlock(declared, providers) ?? '']?.resources.get(root);
         for (const [i, segment] of path.slice(1).entries()) {
           if (!schema) break;
           if (!schema.readable.has(segment)) {
@@ -471,11 +517,14 @@ export function checkModule(m: TfModule, schemas: Record<string, ProviderSchema>
     const where = `${b.file}: ${b.type === 'resource' ? '' : `${b.type}.`}${type}${name ? `.${name}` : ''}`;
     if (b.type === 'resource' || b.type === 'data' || b.type === 'ephemeral') {
       const kind = b.type === 'resource' ? 'resources' : b.type;
-      const provider = providerOf(type!, providers);
-      const schema = provider ? schemas[provider]![kind].get(type!) : undefined;
-      if (!schema) problems.push(`${where} (line ${b.line}): unknown ${b.type} type ${type}`);
+      const provider = providerOfBlock(b, providers);
+      const schema = provider ? schemas[provider]?.[kind].get(type!) : undefined;
+      if (!schema)
+        problems.push(
+          `${where} (line ${b.line}): unknown ${b.type} type ${type}${provider && provider !== providerOf(type!, providers) ? ` in provider ${provider}` : ''}`,
+        );
       else {
-        if (!required.has(provider!))
+        if (!required.has(provider!) && !BUILTIN.has(provider!))
           problems.push(`${where}: provider ${provider} is not in required_providers`);
         checkBody(b.body, schema, where, META[b.type], problems);
       }

@@ -489,6 +489,8 @@ export function parseBody(text: string, file: string): Body {
 
 /** A Terraform module: each file's body, and everything it declares. */
 export interface TfModule {
+  /** The module's directory (`path.module`; texts given in memory may name one too). */
+  dir: string;
   files: Record<string, Body>;
   /** Top-level blocks with the file they are in. */
   blocks: (Block & { file: string })[];
@@ -511,6 +513,7 @@ export function readModule(dir: string, texts?: Record<string, string>): TfModul
         .map((f) => [f, readFileSync(join(dir, f), 'utf8')]),
     );
   const m: TfModule = {
+    dir,
     files: {},
     blocks: [],
     variables: new Map(),

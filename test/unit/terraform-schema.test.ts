@@ -1,8 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from '@cdktf/hcl2json';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { evaluate } from '../support/tf-eval.js';
 import { checkModule, loadSchemas, type ProviderSchema } from '../support/tf-schema.js';
 import { readModule } from '../support/tf-syntax.js';
 
@@ -59,6 +61,58 @@ describe('terraform/ against the providers published schemas', () => {
     );
   });
 
+  it('checks time_sleep against time 0.13.1, and the one google-beta resource and terraform_data against their sources', () => {
+    expect(schemas['time']!.resources.get('time_sleep')!.args.has('create_duration')).toBe(true);
+    expect(schemas['time']!.resources.get('time_sleep')!.args.has('triggers')).toBe(true);
+    expect([...schemas['google-beta']!.resources.keys()]).toEqual(['google_project_service_identity']);
+    // google-beta's provider block is google's.
+    expect(schemas['google-beta']!.provider).toBe(schemas['google']!.provider);
+    expect(schemas['google']!.resources.has('google_project_service_identity')).toBe(false); // beta only
+    const source = readFileSync(fileURLToPath(new URL('../support/tf-schema.ts', import.meta.url)), 'utf8');
+    expect(source).toMatch(/resource_project_service_identity\.go/);
+    expect(source).toMatch(/resource_data\.go/);
+  });
+
+  it('sets local.labels on every resource whose schema takes labels', () => {
+    const m = readModule(DIR);
+    const labelled: string[] = [];
+    for (const [address, b] of m.resources) {
+      const schema = schemas['google']!.resources.get(b.labels[0]!);
+      if (!schema) continue;
+      // A notification channel's `labels` are its settings (the email address); its labels are user_labels.
+      const name = schema.args.has('user_labels')
+        ? 'user_labels'
+        : schema.args.has('labels')
+          ? 'labels'
+          : undefined;
+      if (!name) continue;
+      const value = b.body.attrs.find((a) => a.name === name)?.expr;
+      expect(value && JSON.stringify(value), `${address}.${name}`).toContain('"name":"labels"');
+      labelled.push(address);
+    }
+    expect(labelled.length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('allows only provider versions whose schema it checks', () => {
+    const require = createRequire(import.meta.url);
+    const bound = (pkg: string) =>
+      (require(`${pkg}/package.json`) as { cdktf: { provider: { version: string } } }).cdktf.provider.version;
+    const m = readModule(DIR);
+    const tf = m.blocks.find((b) => b.type === 'terraform')!.body;
+    const rp = tf.blocks.find((b) => b.type === 'required_providers')!.body;
+    const constraint = (p: string) =>
+      String((evaluate(rp.attrs.find((a) => a.name === p)!.expr, {}) as Record<string, string>)['version']);
+    // google 6.50.0 is the bindings' version and the last 6.x release: ">= 6.50, < 7.0" is that one version.
+    expect(bound('@cdktf/provider-google')).toBe('6.50.0');
+    for (const p of ['google', 'google-beta']) expect(constraint(p)).toBe('>= 6.50, < 7.0');
+    expect(bound('@cdktf/provider-time')).toBe('0.13.1');
+    expect(constraint('time')).toBe('>= 0.13.1, < 0.14.0');
+    // 7.x is not allowed until a 7.x schema is checked; the README says what it would bring.
+    const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
+    expect(readme).toMatch(/\*\*Provider 7\.x\.\*\* Not allowed yet/);
+    expect(readme).toContain('direct_vpc_network_interface');
+  });
+
   // Each mutation is what a person might really get wrong; the check must name it.
   it.each([
     [
@@ -90,7 +144,7 @@ describe('terraform/ against the providers published schemas', () => {
     [
       'an argument written as a block',
       'build.tf',
-      (t: string) => t.replace('  format        = "DOCKER"', '  format {\n  }'),
+      (t: string) => t.replace('  format                 = "DOCKER"', '  format {\n  }'),
       /google_artifact_registry_repository\.functions\.format \(line \d+\): is an argument/,
     ],
     [
@@ -103,7 +157,7 @@ describe('terraform/ against the providers published schemas', () => {
     [
       'a missing required block',
       'main.tf',
-      (t: string) => t.replace(/( {2}replication \{\n {4}auto \{\}\n {2}\}\n)/, ''),
+      (t: string) => t.replace(/ {2}replication \{\n[\s\S]*?\n {2}\}\n/, ''),
       /google_secret_manager_secret\.key: at least one replication block is required/,
     ],
     [
@@ -115,8 +169,8 @@ describe('terraform/ against the providers published schemas', () => {
     [
       'an undeclared local',
       'job.tf',
-      (t: string) => t.replace('local.token_url_for_job', 'local.token_url'),
-      /local\.token_url is not declared/,
+      (t: string) => t.replace('local.token_url\n', 'local.token_url_for_job\n'),
+      /local\.token_url_for_job is not declared/,
     ],
     [
       'an undeclared resource',
@@ -142,13 +196,13 @@ describe('terraform/ against the providers published schemas', () => {
     ],
     [
       'an ephemeral value where Terraform would have to save it',
-      'main.tf',
+      'policy.tf',
       (t: string) =>
         t.replace(
           'BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)',
-          'BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)\n        UPSTASH_REDIS_REST_TOKEN    = local.upstash_token',
+          'BROKER_REFRESH_SKEW_SECONDS = tostring(var.refresh_skew_seconds)\n      UPSTASH_REDIS_REST_TOKEN    = local.upstash_token',
         ),
-      /environment_variables \(line \d+\): the ephemeral local\.upstash_token can only go to write-only arguments/,
+      /environment_variables \(line \d+\): the ephemeral local\.function_env can only go to write-only arguments/,
     ],
     [
       'an ephemeral variable read by another variable',
@@ -169,6 +223,19 @@ describe('terraform/ against the providers published schemas', () => {
           'google_cloudfunctions2_function.broker[each.value.target].service_config[0].servce',
         ),
       /google_cloudfunctions2_function\.broker\.service_config has no attribute servce/,
+    ],
+    [
+      'a beta-only resource without provider = google-beta',
+      'propagation.tf',
+      (t: string) => t.replace('  provider   = google-beta\n', ''),
+      /unknown resource type google_project_service_identity/,
+    ],
+    [
+      'an argument time_sleep does not have',
+      'monitoring.tf',
+      (t: string) =>
+        t.replace('create_duration = var.metric_propagation_wait', 'duration = var.metric_propagation_wait'),
+      /time_sleep\.metrics_propagation\.duration \(line \d+\): unsupported argument/,
     ],
   ] as const)('fails on %s', (_name, file, edit, expected) => {
     const problems = problemsAfter(file, edit);

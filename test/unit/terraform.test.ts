@@ -48,10 +48,16 @@ const RUNTIME = 'token-broker-runtime@acme-prod.iam.gserviceaccount.com';
 /** Variables, validation failures and a plan scope, as `terraform plan -var-file` would have them. */
 function plan(given: Record<string, unknown>, known: Record<string, Record<string, unknown>> = {}) {
   const vars = variableValues(m, given);
-  const scope = planScope(m, vars);
-  for (const [type, byName] of Object.entries(known))
-    scope[type] = { ...(scope[type] as Record<string, unknown>), ...byName };
-  return { vars, scope, failures: failedValidations(m, vars) };
+  const failures = failedValidations(m, vars);
+  // Terraform evaluates locals and resources only once every variable is valid.
+  return {
+    vars,
+    failures,
+    get scope() {
+      if (failures.length > 0) throw new Error(`invalid variables:\n${failures.join('\n')}`);
+      return planScope(m, vars, known);
+    },
+  };
 }
 const resource = (address: string): Block => {
   const r = m.resources.get(address);
@@ -290,9 +296,18 @@ describe('4. APIs and ordering', () => {
 });
 
 describe('5. secrets stay out of plan and state', () => {
-  it('writes every secret version through a write-only argument with its version', () => {
-    const versions = [...m.resources].filter(([k]) => k.startsWith('google_secret_manager_secret_version.'));
+  it('writes every secret version through a write-only argument with its version (the policy is not a secret)', () => {
+    const versions = [...m.resources].filter(
+      ([k]) =>
+        k.startsWith('google_secret_manager_secret_version.') &&
+        k !== 'google_secret_manager_secret_version.policy',
+    );
     expect(versions.length).toBe(3);
+    // The policy (policy_delivery = "secret") is configuration already in plan and state (var.policy).
+    expect(refs(attr(resource('google_secret_manager_secret_version.policy').body, 'secret_data'))).toEqual([
+      'local.policy_json',
+    ]);
+    expect(text['policy.tf']).toMatch(/configuration, not key material/);
     for (const [k, v] of versions) {
       expect(attr(v.body, 'secret_data'), k).toBeUndefined();
       expect(attr(v.body, 'secret_data_wo'), k).toBeDefined();
@@ -373,7 +388,12 @@ describe('6. cross-variable checks', () => {
     expect(refs(attr(blocks(dynamic.body, 'content')[0]!.body, 'version'))).toEqual([
       'secret_environment_variables.value.version',
     ]);
-    expect(JSON.stringify(service)).not.toContain('"latest"');
+    // Secret environment variables are read once, at start: pinned. The policy volume is read at `latest`.
+    const envSecrets = service.blocks.filter(
+      (b) => b.type === 'secret_environment_variables' || b.labels[0] === 'secret_environment_variables',
+    );
+    expect(envSecrets.length).toBe(2);
+    expect(JSON.stringify(envSecrets)).not.toContain('"latest"');
   });
 
   it('accepts only Upstash primary regions Upstash accepts', () => {
@@ -423,7 +443,7 @@ describe('7. least privilege', () => {
         attr(b.body, 'role')?.k === 'lit' &&
         (attr(b.body, 'role') as { v: unknown }).v === 'roles/secretmanager.secretAccessor',
     );
-    expect(accessors.length).toBe(2);
+    expect(accessors.length).toBe(3); // key secrets, cache secrets, the policy secret: each on its own secrets
     for (const [k] of accessors) expect(k).toMatch(/^google_secret_manager_secret_iam_member\./);
   });
 
@@ -439,8 +459,12 @@ describe('7. least privilege', () => {
     expect(invokers.length).toBe(3);
     for (const [k, b] of invokers) {
       expect(k).toMatch(/^google_cloud_run_v2_service_iam_member\./);
-      expect(refs(attr(b.body, 'name'))[0]).toMatch(
-        /^google_cloudfunctions2_function\.\w+\.service_config\.service$/,
+      // The service under a function: google_cloudfunctions2_function.X[...].service_config[0].service, read
+      // directly or picked out of the instances by a for expression.
+      const name = attr(b.body, 'name');
+      expect(refs(name)[0], k).toMatch(/^google_cloudfunctions2_function\.\w+/);
+      expect(JSON.stringify(name), k).toMatch(
+        /"name":"service_config"\},"key":\{"k":"lit","v":0\}\},"name":"service"/,
       );
     }
   });
@@ -568,7 +592,7 @@ describe('token exchange (sts)', () => {
       k.startsWith('sts/'),
     );
 
-  it('deploys sts on internal ingress with allUsers invoker by default, the broker verifying the subject token', () => {
+  it('deploys sts on internal ingress with the callers as invokers by default, which domain-restricted sharing allows', () => {
     const { scope } = plan(SINGLE);
     expect(instanceKeys(m, 'google_cloudfunctions2_function.broker', scope)).toContain('sts');
     expect(
@@ -589,26 +613,36 @@ describe('token exchange (sts)', () => {
         scope,
       ),
     ).toBe('sts');
-    expect(bindings(SINGLE)).toEqual(['sts/allUsers']);
-    expect(
-      instanceAttribute(m, 'google_cloud_run_v2_service_iam_member.invoker', 'sts/allUsers', 'member', scope),
-    ).toBe('allUsers');
+    expect(plan(SINGLE).vars['sts_invoker']).toBe('callers');
+    expect(bindings(SINGLE)).toEqual(['sts/billing@acme-prod.iam.gserviceaccount.com']);
+    // No member from outside the organisation: nothing iam.allowedPolicyMemberDomains refuses.
+    const members = instanceKeys(m, 'google_cloud_run_v2_service_iam_member.invoker', scope).map((k) =>
+      instanceAttribute(m, 'google_cloud_run_v2_service_iam_member.invoker', k, 'member', scope),
+    );
+    expect(members.filter((x) => x === 'allUsers' || x === 'allAuthenticatedUsers')).toEqual([]);
     expect(README).toMatch(/## Token exchange/);
+    expect(README).toMatch(/allowedPolicyMemberDomains/);
   });
 
-  it('grants the callers instead with sts_invoker = callers', () => {
-    expect(bindings({ ...SINGLE, sts_invoker: 'callers' })).toEqual([
-      'sts/billing@acme-prod.iam.gserviceaccount.com',
-    ]);
+  it("lets anyone past Cloud Run's check on sts with sts_invoker = allUsers, for Google's client libraries", () => {
+    const given = { ...SINGLE, sts_invoker: 'allUsers' };
+    expect(bindings(given)).toEqual(['sts/allUsers']);
+    expect(
+      instanceAttribute(
+        m,
+        'google_cloud_run_v2_service_iam_member.invoker',
+        'sts/allUsers',
+        'member',
+        plan(given).scope,
+      ),
+    ).toBe('allUsers');
   });
 
   it('refuses a public invoker on ALLOW_ALL ingress unless the operator says so', () => {
-    expect(plan({ ...SINGLE, sts_ingress: 'ALLOW_ALL' }).failures.join('\n')).toMatch(
-      /exposes the sts function/,
-    );
-    expect(plan({ ...SINGLE, sts_ingress: 'ALLOW_ALL', sts_allow_public_internet: true }).failures).toEqual(
-      [],
-    );
+    const open = { ...SINGLE, sts_invoker: 'allUsers', sts_ingress: 'ALLOW_ALL' };
+    expect(plan(open).failures.join('\n')).toMatch(/exposes the sts function/);
+    expect(plan({ ...open, sts_allow_public_internet: true }).failures).toEqual([]);
+    expect(plan({ ...SINGLE, sts_ingress: 'ALLOW_ALL' }).failures).toEqual([]); // invoker IAM still checks
   });
 });
 
@@ -675,6 +709,7 @@ describe('entry points', () => {
     );
     expect(env['UPSTASH_REDIS_REST_URL']).toBe('https://eu1-example-12345.upstash.io');
     expect(env['BROKER_POLICY']).not.toBe(UNKNOWN);
-    expect(JSON.parse(String(env['BROKER_POLICY'])).grants).toHaveLength(2);
+    // The example's two grants, and the smoke test's (terraform/smoke.tf).
+    expect(JSON.parse(String(env['BROKER_POLICY'])).grants).toHaveLength(3);
   });
 });
