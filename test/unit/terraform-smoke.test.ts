@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authorize } from '../../shared/policy/evaluate.js';
+import { decide } from '../../shared/policy/evaluate.js';
 import { compilePolicy } from '../../shared/policy/load.js';
 import { UNKNOWN } from '../support/tf-eval.js';
 import { blocksOf, DIR, fullPlan, MULTI, planned, README, SINGLE, variables } from '../support/tf-module.js';
@@ -86,7 +86,16 @@ describe('the smoke test job (README, step 6)', () => {
       ),
     );
     const ask = (serviceAccount: string, scopes: string[]) =>
-      authorize(policy, { caller: CALLER, operation: 'token', serviceAccount, scopes }).allowed;
+      decide(policy, CALLER, {
+        action: 'mint',
+        request: {
+          kind: 'token',
+          for: { serviceAccount },
+          scopes,
+          subject: undefined,
+          minLifetimeSeconds: 0,
+        },
+      }).outcome.allowed;
     expect(ask(SMOKE.service_account, ['https://www.googleapis.com/auth/userinfo.email'])).toBe(true);
     expect(ask(SMOKE.service_account, ['https://www.googleapis.com/auth/calendar.readonly'])).toBe(false);
     expect(
