@@ -74,15 +74,8 @@ export function createHandler(rt: Runtime, target: FunctionTarget): HttpFunction
     } catch (err) {
       // Refused before the service: no route, method, media type, size or form.
       const written = door.fail(res, err, requestId);
-      return finish(
-        rt,
-        req,
-        requestId,
-        started,
-        written,
-        err,
-        route === undefined ? {} : { operation: route.action },
-      );
+      const audit = route === undefined ? {} : { operation: route.action };
+      return finish(rt, req, requestId, started, door, written, err, audit);
     }
     if (!(outcome instanceof Promise)) return respond(rt, req, res, requestId, started, door, outcome);
     return outcome.then((result) => respond(rt, req, res, requestId, started, door, result));
@@ -99,10 +92,11 @@ function respond(
   result: Result,
 ): void {
   if (!result.ok) {
-    finish(rt, req, requestId, started, door.fail(res, result.error, requestId), result.error, result.audit);
+    const written = door.fail(res, result.error, requestId);
+    finish(rt, req, requestId, started, door, written, result.error, result.audit);
   } else {
     const written = door.answer(res, result, requestId, rt.now());
-    finish(rt, req, requestId, started, written, undefined, result.audit, result);
+    finish(rt, req, requestId, started, door, written, undefined, result.audit, result);
   }
 }
 
@@ -125,6 +119,7 @@ function finish(
   req: Request,
   requestId: string,
   started: number,
+  door: Door,
   written: Written,
   err: unknown,
   audit: Partial<AuditRecord>,
@@ -151,7 +146,7 @@ function finish(
     fields['tokenFingerprint'] = fingerprintOf(result.served.token);
   } else message = 'cache purged';
   rt.log.log(severityOf(written.status), message, {
-    [LABELS]: { operation: audit.operation ?? 'none' },
+    [LABELS]: { operation: audit.operation ?? 'none', door: door.name },
     requestId,
     ...requestLogFields(req, rt.config.projectId, {
       requestUrl: req.originalUrl ?? req.url,

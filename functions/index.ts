@@ -1,6 +1,6 @@
 /**
  * The broker's functions, all registered from this one source (docs/contract.md,
- * "Entry points"): `FUNCTION_TARGET=<name> npx functions-framework` serves one.
+ * "Targets and paths"): `FUNCTION_TARGET=<name> npx functions-framework` serves one.
  * The example job (`delegatedJob`) is registered from here too, so one
  * package deploys everything; a process that serves only the job does not
  * load the broker's configuration.

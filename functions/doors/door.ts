@@ -19,6 +19,8 @@ export interface Written {
  * and the request log are shared (docs/contract.md, "Targets and paths").
  */
 export interface Door {
+  /** Its name in the request's log labels: `json`, or `sts` for token exchange. */
+  readonly name: 'json' | 'sts';
   /**
    * Reads a request into a service call, after its route and method are
    * known. Throws BrokerError for what it refuses before the service

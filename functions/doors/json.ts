@@ -24,6 +24,8 @@ const PURGE_THIS_INSTANCE_NOTE =
  * `Authorization`.
  */
 export const jsonDoor: Door = {
+  name: 'json',
+
   read(req, action) {
     return {
       action,

@@ -140,6 +140,8 @@ export function tokenExchangeError(err: unknown): unknown {
  * out; RFC 8693 and RFC 6749 JSON back.
  */
 export const tokenExchangeDoor: Door = {
+  name: 'sts',
+
   read: (req) => parseTokenExchange(req.headers['content-type'], req.rawBody),
 
   answer(res, result, requestId, nowMs): Written {

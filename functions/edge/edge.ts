@@ -75,7 +75,7 @@ export function installEdge(options: EdgeOptions = {}): void {
           return answer(edge, req, res, new BrokerError('not_found', 'No such endpoint.'), 0, started);
         readBody(req, (err, wireBytes) => {
           if (err !== undefined) answer(edge, req, res, err, wireBytes, started);
-          else app(req, res, (e?: unknown) => finalHandler(e, req, res));
+          else app(req, res, (e?: unknown) => finalHandler(edge, e, req, res, started));
         });
       };
       // The framework passes no options: add the timeouts that cut clients who trickle (checked every second).
@@ -142,14 +142,23 @@ function linger(req: IncomingMessage): void {
   };
 }
 
-/** Maps what express would render as HTML into the contract's JSON errors. */
-function finalHandler(err: unknown, req: IncomingMessage, res: ServerResponse): void {
+/**
+ * Maps what express would render as HTML into the contract's JSON errors,
+ * with the request's one log line like every other answer.
+ */
+function finalHandler(
+  options: EdgeOptions,
+  err: unknown,
+  req: BodyRequest,
+  res: ServerResponse,
+  started: number,
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   req.resume();
-  sendError(res, toBrokerError(err), randomUUID());
+  answer(options, req, res, toBrokerError(err), req.rawBody?.length ?? 0, started);
 }
 
 function toBrokerError(err: unknown): BrokerError {
