@@ -13,6 +13,14 @@ export type { AccountRef } from './rules.js';
 /** Longest `minLifetimeSeconds` the broker accepts: no Google token lasts longer than an hour. */
 export const MAX_MIN_LIFETIME_SECONDS = 3300;
 
+/**
+ * Longest `lifetimeSeconds` a `token` request may ask: 12 hours, which Google
+ * allows only for keyless accounts that the organisation policy
+ * `constraints/iam.allowServiceAccountCredentialLifetimeExtension` lists, and
+ * only up to the account's `maxLifetimeSeconds` in the broker's policy.
+ */
+export const MAX_LIFETIME_SECONDS = 43_200;
+
 /** `POST /token`: an OAuth 2.0 access token. */
 export type TokenRequestBody = AccountRef & {
   /** Required, non-empty; the broker drops duplicates and ignores the order. */
@@ -21,6 +29,12 @@ export type TokenRequestBody = AccountRef & {
   subject?: string;
   /** Integer from 0 to MAX_MIN_LIFETIME_SECONDS: the token served has at least this much life left. */
   minLifetimeSeconds?: number;
+  /**
+   * Integer from 1 to MAX_LIFETIME_SECONDS: how long the token must last, asked of Google as the
+   * lifetime of a new one (keyless accounts only past 3600, up to the account's `maxLifetimeSeconds`).
+   * A cached token serves the request when it covers that life (docs/contract.md).
+   */
+  lifetimeSeconds?: number;
 };
 
 /** `POST /jwt`: a self-signed JWT for exactly one of `audience` or `scopes`. */
