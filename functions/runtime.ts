@@ -6,6 +6,7 @@ import { createIamCredentials } from '../shared/adapters/iam-credentials.js';
 import { createMetadataIdentity } from '../shared/adapters/metadata-identity.js';
 import { createSecretManagerSource } from '../shared/adapters/secret-manager.js';
 import { createSecretRouter } from '../shared/adapters/secret-source.js';
+import { createSts } from '../shared/adapters/sts.js';
 import { createTokenEndpoint } from '../shared/adapters/token-endpoint.js';
 import { createUpstashRedis, describeCacheError } from '../shared/adapters/upstash.js';
 import { createUpstashRateLimiter } from '../shared/adapters/upstash-ratelimit.js';
@@ -87,6 +88,9 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
     now,
   });
   const broker = createBroker({
+    sts: createSts({ url: config.stsUrl, now }),
+    boundedMarginSeconds: config.refreshAheadSeconds,
+    now,
     minters: {
       keyed: createKeyedMinter({
         keys: createKeyStore({ secrets, ttlMs: config.keyTtlSeconds * 1000, now }),

@@ -169,6 +169,7 @@ export async function startStack(
     SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
     GCE_METADATA_HOST: metadata.host,
     BROKER_IAM_CREDENTIALS_URL: google.iamUrl,
+    BROKER_STS_URL: google.sts.tokenUrl,
   };
   const brokers: Array<{ stop(): Promise<void> }> = [];
   return {

@@ -1,6 +1,8 @@
+import { isSourceRefused, type SecurityTokenService } from './adapters/sts.js';
 import type { TokenStore } from './cache/token-store.js';
 import type { CacheKeyParts, PurgeReach, Served, Token } from './cache/types.js';
 import type { Minter } from './minting/minter.js';
+import { type AccessBoundary, type BoundaryTemplate, expandBoundary } from './policy/boundary.js';
 import type { KeyedAccount, KeylessAccount, ServiceAccountEntry } from './policy/types.js';
 import type { MintRequest } from './request.js';
 
@@ -12,6 +14,14 @@ export interface BrokerDeps {
   store: TokenStore;
   /** Called once per mint: for metrics and tests. */
   onMint?: (key: CacheKeyParts, account: ServiceAccountEntry) => void;
+  /** Google's STS, for tokens bounded by a Credential Access Boundary. */
+  sts?: SecurityTokenService;
+  /**
+   * Life a source token must have left when it is bounded (besides the skew): a
+   * bounded token expires with its source, so it must outlast the refresh-ahead window.
+   */
+  boundedMarginSeconds?: number;
+  now?: () => number;
 }
 
 /** A request the policy allowed, with the one account it resolved to and what its token is cached under. */
@@ -19,6 +29,8 @@ export interface Admission {
   readonly request: MintRequest;
   readonly account: ServiceAccountEntry;
   readonly parts: CacheKeyParts;
+  /** The expanded access boundary its token is bounded by, when its grant carries one. */
+  readonly boundary?: AccessBoundary;
   /** Mints a fresh token for this admission (the store calls it at most once across instances). */
   readonly mint: () => Promise<Token>;
 }
@@ -39,8 +51,13 @@ export interface PurgeResult {
  * it the account the policy resolved; it serves from a cache or mints once.
  */
 export interface Broker {
-  /** What `request`, allowed for `account`, is cached under, and how to mint it. Pure. */
-  admit(request: MintRequest, account: ServiceAccountEntry): Admission;
+  /**
+   * What `request`, allowed for `account`, is cached under, and how to mint
+   * it; with the grant's boundary, a token bounded by it, never the account's
+   * own. Pure. Throws `invalid_request` when the boundary cannot be expanded
+   * for this request.
+   */
+  admit(request: MintRequest, account: ServiceAccountEntry, boundary?: BoundaryTemplate): Admission;
   /** The synchronous fast path: the token from this instance's memory (L1), or undefined (then `serve`). */
   cached(admission: Admission): Served | undefined;
   /** Serves from any cache or by minting once. Throws `upstream_rejected` or `upstream_unavailable`. */
@@ -58,8 +75,44 @@ export function createBroker(deps: BrokerDeps): Broker {
       : deps.minters.keyed.mint(account, req);
   }
 
+  const now = deps.now ?? Date.now;
+
+  /**
+   * A token bounded by `boundary` (docs/contract.md, "Tenants on shared
+   * accounts"): the account's own token for the request's scopes from the
+   * caches (or minted once), exchanged at STS. If STS refuses that source
+   * token, a newer one is minted once and exchanged again. The bounded token
+   * expires with its source.
+   */
+  async function bounded(
+    boundary: AccessBoundary,
+    sourceParts: CacheKeyParts,
+    mintSource: () => Promise<Token>,
+    minLifetimeSeconds: number,
+  ): Promise<Token> {
+    const sts = deps.sts;
+    if (sts === undefined) throw new Error('an access boundary needs the STS adapter');
+    const min = Math.max(minLifetimeSeconds, deps.boundedMarginSeconds ?? 0);
+    let source: Token = await deps.store.serve(sourceParts, min, mintSource);
+    let downscoped: Awaited<ReturnType<SecurityTokenService['downscope']>>;
+    try {
+      downscoped = await sts.downscope(source.token, boundary);
+    } catch (err) {
+      if (!isSourceRefused(err)) throw err;
+      source = await deps.store.renew(sourceParts, source, mintSource);
+      downscoped = await sts.downscope(source.token, boundary);
+    }
+    const expiresAt =
+      downscoped.expiresIn === undefined
+        ? source.expiresAt
+        : Math.min(source.expiresAt, now() + downscoped.expiresIn * 1000);
+    return source.scope === undefined
+      ? { token: downscoped.token, expiresAt }
+      : { token: downscoped.token, expiresAt, scope: source.scope };
+  }
+
   return {
-    admit(request, account) {
+    admit(request, account, template) {
       const parts: CacheKeyParts = {
         kind: request.kind,
         account: account.email,
@@ -67,7 +120,19 @@ export function createBroker(deps: BrokerDeps): Broker {
         subject: request.kind === 'token' ? request.subject : undefined,
         audience: request.kind === 'token' ? undefined : request.audience,
       };
-      return { request, account, parts, mint: () => mintFor(account, request, parts) };
+      const mint = () => mintFor(account, request, parts);
+      if (template === undefined) return { request, account, parts, mint };
+      const boundary = expandBoundary(template, {
+        tenant: 'tenant' in request.for ? request.for.tenant : undefined,
+        subject: parts.subject,
+      });
+      return {
+        request,
+        account,
+        parts: { ...parts, boundary: boundary.key },
+        boundary,
+        mint: () => bounded(boundary, parts, mint, request.minLifetimeSeconds),
+      };
     },
 
     cached({ parts, request, mint }) {

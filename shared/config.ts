@@ -34,6 +34,8 @@ export interface Config {
   readonly metadataHost: string;
   /** Base URL of Google's IAM Service Account Credentials API (keyless accounts). */
   readonly iamCredentialsUrl: string;
+  /** Google's STS token endpoint, for tokens bounded by an access boundary. */
+  readonly stsUrl: string;
 }
 
 /** The environment as a plain map (tests pass their own). */
@@ -182,6 +184,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
     problems.push('GCE_METADATA_HOST must be a host name, optionally with :port (e.g. 127.0.0.1:8080)');
   }
   const iamCredentialsUrl = url('BROKER_IAM_CREDENTIALS_URL');
+  const stsUrl = url('BROKER_STS_URL');
 
   const config: Config = {
     policy: policy as CompiledPolicy,
@@ -204,6 +207,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
     cacheTimeoutMs: int('BROKER_CACHE_TIMEOUT_MS'),
     metadataHost,
     iamCredentialsUrl,
+    stsUrl,
   };
   if (problems.length > 0) throw new ConfigError('broker configuration', problems);
   return config;

@@ -49,6 +49,8 @@ export interface AuditRecord {
   account?: string;
   /** How the account's tokens are minted: with its key, or keyless through IAM. */
   accountMode?: 'keyed' | 'keyless';
+  /** The key of the access boundary the token is bounded by (a hash of the expanded rules). */
+  boundary?: string;
   cache?: CacheOutcome;
 }
 
@@ -152,7 +154,8 @@ export function createService(deps: ServiceDeps): Service {
     audit.account = account.email;
     audit.accountMode = account.mode;
     const request = (asked as Extract<Asked, { action: 'mint' }>).request;
-    const admission: Admission = broker.admit(request, account);
+    const admission: Admission = broker.admit(request, account, outcome.boundary);
+    if (admission.boundary !== undefined) audit.boundary = admission.boundary.key;
     const hit = broker.cached(admission);
     if (hit !== undefined) return served(request, hit, audit);
     return broker.serve(admission).then(

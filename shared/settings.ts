@@ -94,6 +94,10 @@ export const SETTINGS = {
     'https://iamcredentials.googleapis.com',
     'the base URL of the IAM Service Account Credentials API, used for keyless accounts',
   ),
+  BROKER_STS_URL: url(
+    'https://sts.googleapis.com/v1/token',
+    "Google's Security Token Service, which bounds a shared account's token to one tenant's data (Credential Access Boundaries; see [contract.md](contract.md#tenants-on-shared-accounts))",
+  ),
   GCE_METADATA_HOST: text(
     'metadata.google.internal',
     '`metadata.google.internal`',

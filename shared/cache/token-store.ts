@@ -159,6 +159,16 @@ export class TokenStore {
   }
 
   /**
+   * Mints a token newer than `stale` for `parts` (once per process and, with
+   * L2, across instances: one that another instance minted meanwhile is taken
+   * instead) and caches it in place of `stale`. For a token an upstream
+   * refused although it had life left (STS refusing a source token).
+   */
+  async renew(parts: CacheKeyParts, stale: Token, mint: () => Promise<Token>): Promise<Served> {
+    return this.#flights.run(`${cacheKeyString(parts)}\nrenew`, () => this.#mintOnce(parts, stale, 0, mint));
+  }
+
+  /**
    * Drops matching tokens here and, with L2, makes them unreachable for every
    * instance (`reach: 'all_instances'`); without L2 only this process's
    * memory is purged (`reach: 'this_instance'`). Throws `upstream_unavailable`

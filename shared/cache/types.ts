@@ -9,6 +9,8 @@ export interface CacheKeyParts {
   readonly scopes: readonly string[];
   readonly subject: string | undefined;
   readonly audience: string | undefined;
+  /** The key of the access boundary a downscoped token is bounded by (docs/contract.md, "Tenants on shared accounts"). */
+  readonly boundary?: string | undefined;
 }
 
 /** A token as the caches hold it. */
@@ -63,5 +65,7 @@ export interface TokenCache {
 
 /** One string for the parts; the order of fields is fixed, so equal parts give equal strings. */
 export function cacheKeyString(key: CacheKeyParts): string {
-  return JSON.stringify([key.kind, key.account, key.scopes, key.subject ?? null, key.audience ?? null]);
+  const base = [key.kind, key.account, key.scopes, key.subject ?? null, key.audience ?? null];
+  // A bounded token's key adds its boundary; an unbounded one's stays as it always was (stored entries stay valid).
+  return JSON.stringify(key.boundary === undefined ? base : [...base, key.boundary]);
 }

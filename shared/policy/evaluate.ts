@@ -1,4 +1,5 @@
 import type { AccountRef, MintRequest, PurgeRequest } from '../request.js';
+import type { BoundaryTemplate } from './boundary.js';
 import type { CompiledGrant, CompiledPolicy, RateLimit, ServiceAccountEntry } from './types.js';
 
 /**
@@ -34,8 +35,13 @@ export interface Decision {
 }
 
 export type Outcome =
-  /** A mint the policy allows: the one account it resolves to, and the grant that allowed it. */
-  | { readonly allowed: true; readonly account: ServiceAccountEntry; readonly grant: number }
+  /** A mint the policy allows: the one account it resolves to, and the grant that allowed it (with its boundary). */
+  | {
+      readonly allowed: true;
+      readonly account: ServiceAccountEntry;
+      readonly grant: number;
+      readonly boundary: BoundaryTemplate | undefined;
+    }
   /** A purge by an admin: the accounts it covers. */
   | { readonly allowed: true; readonly purge: readonly string[] | 'all' }
   | { readonly allowed: false; readonly reason: DenyReason };
@@ -68,8 +74,9 @@ function mint(policy: CompiledPolicy, caller: string, req: MintRequest): Outcome
   const account = resolve(policy, req.for);
   if (account === undefined) return { allowed: false, reason: 'unknown_account' };
   for (const grant of policy.grants) {
-    if (verdict(grant, caller, req, account) === 'match')
-      return { allowed: true, account, grant: grant.index };
+    if (verdict(grant, caller, req, account) === 'match') {
+      return { allowed: true, account, grant: grant.index, boundary: grant.boundary };
+    }
   }
   return { allowed: false, reason: reasonOf(policy.grants.map((g) => verdict(g, caller, req, account))) };
 }
@@ -83,9 +90,11 @@ function purge(policy: CompiledPolicy, caller: string, req: PurgeRequest): Outco
     : { allowed: true, purge: [account.email] };
 }
 
-/** The account a reference names in the policy, or undefined. */
+/** The account a reference names in the policy: exact tenant mappings first, then the `*` account. */
 function resolve(policy: CompiledPolicy, ref: AccountRef): ServiceAccountEntry | undefined {
-  return 'serviceAccount' in ref ? policy.accounts.get(ref.serviceAccount) : policy.tenants.get(ref.tenant);
+  return 'serviceAccount' in ref
+    ? policy.accounts.get(ref.serviceAccount)
+    : (policy.tenants.get(ref.tenant) ?? policy.anyTenant);
 }
 
 /** The order dimensions are checked in; a later one means a grant came closer to allowing. */

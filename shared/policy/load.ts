@@ -1,6 +1,7 @@
 import { SCOPE, TENANT_ID as TENANT, TOKEN_KINDS } from '../../packages/wire/rules.js';
 import { canonicalEmail } from '../email.js';
 import { ConfigError } from '../errors.js';
+import { compileBoundary } from './boundary.js';
 import { compilePatterns } from './patterns.js';
 import {
   type CompiledGrant,
@@ -12,9 +13,18 @@ import {
 } from './types.js';
 
 const OPERATIONS: readonly Operation[] = TOKEN_KINDS;
-const TOP_KEYS = ['serviceAccounts', 'grants', 'admins', 'rateLimit', 'rateLimits'];
-const ACCOUNT_KEYS = ['email', 'key', 'keyless', 'delegates', 'tenant'];
-const GRANT_KEYS = ['callers', 'serviceAccounts', 'tenants', 'scopes', 'subjects', 'audiences', 'operations'];
+const TOP_KEYS = ['$schema', 'serviceAccounts', 'grants', 'admins', 'rateLimit', 'rateLimits'];
+const ACCOUNT_KEYS = ['email', 'key', 'keyless', 'delegates', 'tenant', 'tenants'];
+const GRANT_KEYS = [
+  'callers',
+  'serviceAccounts',
+  'tenants',
+  'scopes',
+  'subjects',
+  'audiences',
+  'operations',
+  'accessBoundary',
+];
 const LIMIT_KEYS = ['requests', 'windowSeconds'];
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 // Secret Manager names: project ids or numbers, secret ids of letters, digits, - and _; versions `latest` or a positive number.
@@ -41,6 +51,7 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
   // Service accounts and tenants.
   const accounts = new Map<string, ServiceAccountEntry>();
   const tenants = new Map<string, ServiceAccountEntry>();
+  let anyTenant: ServiceAccountEntry | undefined;
   const accountList = list(root['serviceAccounts'], 'serviceAccounts', problem, {
     required: true,
     nonEmpty: true,
@@ -93,30 +104,38 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
         } else delegates.push(delegate);
       });
     }
-    const tenant = a['tenant'];
-    if (tenant !== undefined) {
-      if (typeof tenant !== 'string' || !TENANT.test(tenant)) {
-        problem(
-          `${path}.tenant`,
-          'must be a tenant id: lower-case letters, digits, "-" or "_", at most 63 characters',
-        );
-      } else if (tenants.has(tenant)) {
-        problem(`${path}.tenant`, `tenant "${tenant}" already maps to another service account`);
-      }
-    }
-    if (email === undefined) return;
-    const base = { email, tenant: typeof tenant === 'string' ? tenant : undefined };
+    const ids = tenantIds(a, path, problem);
+    if (email === undefined || ids === undefined) return;
+    const base = {
+      email,
+      tenants: Object.freeze(ids.filter((t) => t !== '*')),
+      anyTenant: ids.includes('*'),
+      shared: ids.includes('*') || ids.length > 1,
+    };
     let entry: ServiceAccountEntry;
     if (keyless === true)
       entry = Object.freeze({ ...base, mode: 'keyless', delegates: Object.freeze(delegates) });
     else if (typeof key === 'string') entry = Object.freeze({ ...base, mode: 'keyed', key });
     else return;
-    if (!accounts.has(email)) accounts.set(email, entry);
-    if (typeof tenant === 'string' && TENANT.test(tenant) && !tenants.has(tenant)) tenants.set(tenant, entry);
+    if (accounts.has(email)) return;
+    accounts.set(email, entry);
+    // An exact mapping wins over `*`; an id on two accounts, or two `*` accounts, stop the start.
+    for (const t of entry.tenants) {
+      const other = tenants.get(t);
+      const at = a['tenant'] !== undefined ? `${path}.tenant` : `${path}.tenants`;
+      if (other !== undefined) problem(at, `tenant "${t}" already maps to ${other.email}`);
+      else tenants.set(t, entry);
+    }
+    if (entry.anyTenant) {
+      if (anyTenant !== undefined) problem(`${path}.tenants`, `"*" is already served by ${anyTenant.email}`);
+      else anyTenant = entry;
+    }
   });
 
   // Grants.
   const grants: CompiledGrant[] = [];
+  /** Each grant's `tenants` patterns as written, for the safety rule once every grant is read. */
+  const grantTenants = new Map<number, readonly unknown[]>();
   list(root['grants'], 'grants', problem, { required: true }).forEach((item, i) => {
     const path = `grants[${i}]`;
     const g = object(item, path, GRANT_KEYS, problem);
@@ -133,13 +152,14 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
     const callers = patterns('callers', true, true) ?? (() => false);
     const serviceAccounts = patterns('serviceAccounts', true, false);
     const tenantsMatcher = patterns('tenants', false, false);
+    if (Array.isArray(g['tenants'])) grantTenants.set(i, g['tenants']);
     if (serviceAccounts === undefined && tenantsMatcher === undefined) {
       problem(path, 'needs `serviceAccounts` or `tenants`');
     }
     // Typo guard: an exact name must exist in the policy.
     for (const [field, known] of [
       ['serviceAccounts', (v: string) => accounts.has(canonicalEmail(v) ?? v)],
-      ['tenants', (v: string) => tenants.has(v)],
+      ['tenants', (v: string) => tenants.has(v) || anyTenant !== undefined],
     ] as const) {
       const values = g[field];
       if (!Array.isArray(values)) continue;
@@ -147,7 +167,7 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
         if (typeof v === 'string' && !v.includes('*') && !known(v)) {
           problem(
             `${path}.${field}[${j}]`,
-            `${JSON.stringify(v)} is not listed in ${field === 'tenants' ? 'any serviceAccounts[].tenant' : 'serviceAccounts'}`,
+            `${JSON.stringify(v)} is not listed in ${field === 'tenants' ? 'any serviceAccounts[].tenant or tenants' : 'serviceAccounts'}`,
           );
         }
       });
@@ -176,9 +196,20 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
     }
     if (operations.has('token') && scopes.size === 0)
       problem(`${path}.scopes`, 'a grant for `token` needs at least one scope');
+    const boundary =
+      g['accessBoundary'] === undefined
+        ? undefined
+        : compileBoundary(g['accessBoundary'], `${path}.accessBoundary`, problem);
+    if (g['accessBoundary'] !== undefined && [...operations].some((op) => op !== 'token')) {
+      problem(
+        `${path}.operations`,
+        'a grant with accessBoundary allows only `token`: a Credential Access Boundary bounds access tokens, not JWTs or ID tokens',
+      );
+    }
     grants.push(
       Object.freeze({
         index: i,
+        boundary,
         callers,
         serviceAccounts,
         tenants: tenantsMatcher,
@@ -212,8 +243,91 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
     }
   }
 
+  for (const grant of grants) {
+    const patterns = grantTenants.get(grant.index);
+    if (patterns !== undefined) checkSharedTenants(grant, patterns, tenants, anyTenant, problem);
+  }
+
   if (problems.length > 0) throw new ConfigError('policy', problems);
-  return Object.freeze({ accounts, tenants, grants: Object.freeze(grants), admins, rateLimit, rateLimits });
+  return Object.freeze({
+    accounts,
+    tenants,
+    anyTenant,
+    grants: Object.freeze(grants),
+    admins,
+    rateLimit,
+    rateLimits,
+  });
+}
+
+/** The tenant ids an account entry serves: `tenant`, or `tenants` (ids, or `["*"]`); undefined on a problem. */
+function tenantIds(a: Obj, path: string, problem: (p: string, t: string) => void): string[] | undefined {
+  const one = a['tenant'];
+  const many = a['tenants'];
+  if (one !== undefined && many !== undefined) {
+    problem(path, 'give `tenant` or `tenants`, not both');
+    return undefined;
+  }
+  const ids: string[] = [];
+  let ok = true;
+  const check = (t: unknown, at: string) => {
+    if (typeof t === 'string' && (TENANT.test(t) || (t === '*' && many !== undefined))) {
+      if (ids.includes(t)) {
+        problem(at, `tenant "${t}" is listed twice`);
+        ok = false;
+      } else ids.push(t);
+    } else {
+      problem(at, 'must be a tenant id: lower-case letters, digits, "-" or "_", at most 63 characters');
+      ok = false;
+    }
+  };
+  if (one !== undefined) check(one, `${path}.tenant`);
+  if (many !== undefined) {
+    list(many, `${path}.tenants`, problem, { required: true, nonEmpty: true }).forEach((t, j) =>
+      check(t, `${path}.tenants[${j}]`),
+    );
+    if (ids.includes('*') && ids.length > 1) {
+      problem(`${path}.tenants`, '`*` stands alone: it is every tenant id not mapped elsewhere');
+      ok = false;
+    }
+  }
+  return ok ? ids : undefined;
+}
+
+/**
+ * The safety rule (docs/contract.md, "Tenants on shared accounts"): a grant
+ * that can match a tenant of an account shared by several tenants must bound
+ * its tokens with an access boundary that uses `{tenant}`. Without one every
+ * tenant would get the same unbounded token of that account. A grant's
+ * tenant patterns are `*` (every tenant), or ids: mapped exactly, or else
+ * served by the `*` account.
+ */
+function checkSharedTenants(
+  grant: CompiledGrant,
+  patterns: readonly unknown[],
+  tenants: ReadonlyMap<string, ServiceAccountEntry>,
+  anyTenant: ServiceAccountEntry | undefined,
+  problem: (p: string, t: string) => void,
+): void {
+  const reached = new Set<ServiceAccountEntry>();
+  for (const p of patterns) {
+    if (p === '*') {
+      for (const entry of tenants.values()) reached.add(entry);
+      if (anyTenant !== undefined) reached.add(anyTenant);
+    } else if (typeof p === 'string') {
+      const entry = tenants.get(p) ?? anyTenant;
+      if (entry !== undefined) reached.add(entry);
+    }
+  }
+  const shared = [...reached].filter((e) => e.shared).map((e) => e.email);
+  if (shared.length === 0 || grant.boundary?.usesTenant === true) return;
+  const which = shared.sort().join(', ');
+  problem(
+    `grants[${grant.index}]`,
+    grant.boundary === undefined
+      ? `reaches tenants of ${which}, shared by several tenants, without an accessBoundary: every tenant would get the same unbounded token. Add an accessBoundary that uses {tenant}`
+      : `reaches tenants of ${which}, shared by several tenants, with an accessBoundary that does not use {tenant}: every tenant would get the same boundary`,
+  );
 }
 
 function object(

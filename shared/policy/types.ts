@@ -1,4 +1,5 @@
 import type { TokenKind } from '../../packages/wire/rules.js';
+import type { BoundaryTemplate } from './boundary.js';
 
 /** What a grant can allow: minting one kind of token. */
 export type Operation = TokenKind;
@@ -12,7 +13,12 @@ export type ServiceAccountEntry = KeyedAccount | KeylessAccount;
 interface AccountBase {
   /** Canonical (lower-case) email. */
   readonly email: string;
-  readonly tenant: string | undefined;
+  /** The tenant ids this account serves (`tenant`, or `tenants` without `*`). */
+  readonly tenants: readonly string[];
+  /** `tenants: ["*"]`: any tenant id no other account maps. */
+  readonly anyTenant: boolean;
+  /** Shared by more than one tenant (`*`, or several ids): every tenant grant on it needs an access boundary. */
+  readonly shared: boolean;
 }
 
 /** An account whose key the broker reads from Secret Manager (or a file, locally). */
@@ -41,6 +47,8 @@ export type Matcher = (value: string) => boolean;
 /** A grant, normalised and with its patterns compiled. */
 export interface CompiledGrant {
   readonly index: number;
+  /** The Credential Access Boundary its tokens are bounded by (docs/contract.md, "Tenants on shared accounts"). */
+  readonly boundary: BoundaryTemplate | undefined;
   readonly callers: Matcher;
   readonly serviceAccounts: Matcher | undefined;
   readonly tenants: Matcher | undefined;
@@ -53,7 +61,10 @@ export interface CompiledGrant {
 /** A validated policy with its lookups precomputed, so a request costs no parsing. */
 export interface CompiledPolicy {
   readonly accounts: ReadonlyMap<string, ServiceAccountEntry>;
+  /** Tenant ids mapped exactly (`tenant`, or ids in `tenants`). */
   readonly tenants: ReadonlyMap<string, ServiceAccountEntry>;
+  /** The account with `tenants: ["*"]`, serving every tenant id not mapped exactly. */
+  readonly anyTenant: ServiceAccountEntry | undefined;
   readonly grants: readonly CompiledGrant[];
   readonly admins: ReadonlySet<string>;
   readonly rateLimit: RateLimit | undefined;

@@ -27,7 +27,9 @@ describe('keyless entries in the policy', () => {
     });
     expect(p.accounts.get(KEYLESS)).toEqual({
       email: KEYLESS,
-      tenant: undefined,
+      tenants: [],
+      anyTenant: false,
+      shared: false,
       mode: 'keyless',
       delegates: [HOP],
     });

@@ -66,7 +66,7 @@ describe('compilePolicy', () => {
   it.each([
     [
       { ...base(), extra: 1 },
-      'policy: unknown key "extra" (allowed: serviceAccounts, grants, admins, rateLimit, rateLimits)',
+      'policy: unknown key "extra" (allowed: $schema, serviceAccounts, grants, admins, rateLimit, rateLimits)',
     ],
     [{ ...base(), serviceAccounts: [] }, 'serviceAccounts: must not be empty'],
     [
@@ -93,7 +93,7 @@ describe('compilePolicy', () => {
           { email: 'x@y.iam.gserviceaccount.com', key: 'file:y', tenant: 'blue' },
         ],
       },
-      'serviceAccounts[2].tenant: tenant "blue" already maps to another service account',
+      'serviceAccounts[2].tenant: tenant "blue" already maps to blue@tenant-blue.iam.gserviceaccount.com',
     ],
     [
       { ...base(), serviceAccounts: [{ email: SA, key: 'file:x', tenant: 'Blue!' }] },
@@ -120,7 +120,7 @@ describe('compilePolicy', () => {
     ],
     [
       { ...base(), grants: [{ callers: ['*'], tenants: ['red'], scopes: ['s'] }] },
-      'grants[0].tenants[0]: "red" is not listed in any serviceAccounts[].tenant',
+      'grants[0].tenants[0]: "red" is not listed in any serviceAccounts[].tenant or tenants',
     ],
     [
       { ...base(), grants: [{ callers: ['*'], serviceAccounts: [SA], scopes: ['a b'] }] },
@@ -197,7 +197,7 @@ describe('compilePolicy and JSON null', () => {
       rateLimit: null,
       rateLimits: null,
     });
-    expect(p.accounts.get(SA)?.tenant).toBeUndefined();
+    expect(p.accounts.get(SA)?.tenants).toEqual([]);
     expect(p.grants[0]?.subjects).toBeUndefined();
     expect(p.rateLimit).toBeUndefined();
   });
