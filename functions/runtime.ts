@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { createCallerVerifier } from '../shared/adapters/caller-auth.js';
 import { createFileSecretSource } from '../shared/adapters/file-secrets.js';
 import { createIamCredentials } from '../shared/adapters/iam-credentials.js';
 import { createMetadataIdentity } from '../shared/adapters/metadata-identity.js';
+import { createPolicyFile } from '../shared/adapters/policy-file.js';
 import { createSecretManagerSource } from '../shared/adapters/secret-manager.js';
 import { createSecretRouter } from '../shared/adapters/secret-source.js';
 import { createSts } from '../shared/adapters/sts.js';
@@ -20,7 +22,7 @@ import { createKeyStore } from '../shared/key-store.js';
 import { createLogger, LABELS, type Logger } from '../shared/log.js';
 import { createKeyedMinter } from '../shared/minting/keyed.js';
 import { createKeylessMinter } from '../shared/minting/keyless.js';
-import { policyWarnings } from '../shared/policy/load.js';
+import { policyFindings } from '../shared/policy/lint.js';
 import { createMemoryRateLimiter } from '../shared/rate-limit.js';
 import { createService, type Service } from '../shared/service.js';
 import { Throttle } from '../shared/throttle.js';
@@ -68,8 +70,7 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
     },
     target,
   );
-  const risky = policyWarnings(config.policy);
-  if (risky !== undefined) log.log('WARNING', `policy: ${risky}`);
+  warnAbout(config.policy, log);
   const now = Date.now;
   const secrets = createSecretRouter({
     file: createFileSecretSource({ baseDir: config.keyBaseDir }),
@@ -149,8 +150,32 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
     void verifier.warm();
     void l2?.warm();
   };
-  const service = createService({ policy: config.policy, verifier, rateLimiter, broker });
+  const policy =
+    config.policyFile === undefined
+      ? { current: () => config.policy }
+      : createPolicyFile({
+          initial: config.policy,
+          initialText: config.policyFile.text,
+          path: config.policyFile.path,
+          refreshMs: config.policyRefreshSeconds * 1000,
+          readFile: (p) => readFile(p, 'utf8'),
+          now,
+          onChange: (next) => {
+            log.log('NOTICE', 'policy: a new version of the policy file took effect', {
+              policy: { grants: next.grants.length, serviceAccounts: next.accounts.size },
+            });
+            warnAbout(next, log);
+          },
+          onError: (problem, problems) =>
+            log.log('ERROR', `policy: ${problem}; the policy in force keeps deciding`, { problems }),
+        });
+  const service = createService({ policy, verifier, rateLimiter, broker });
   return { config, service, log, now, warm };
+}
+
+/** What is valid but probably wrong in the policy (`policyFindings`): one WARNING line each. */
+function warnAbout(policy: Config['policy'], log: Logger): void {
+  for (const finding of policyFindings(policy)) log.log('WARNING', `policy: ${finding}`);
 }
 
 /** The shared cache (L2) when Upstash is configured; its failures become rate-limited warnings, never request errors. */

@@ -9,6 +9,10 @@ export interface Config {
   readonly policy: CompiledPolicy;
   /** Directory that `file:` keys are relative to: the policy file's, or the working directory. */
   readonly keyBaseDir: string;
+  /** With `BROKER_POLICY_FILE`: its absolute path and the text the policy was compiled from, to read it again. */
+  readonly policyFile: { readonly path: string; readonly text: string } | undefined;
+  /** How often the policy file is read again, in seconds; 0 for never. */
+  readonly policyRefreshSeconds: number;
   readonly audience: string;
   readonly jwksUrl: string;
   readonly issuers: readonly string[];
@@ -92,6 +96,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
   // Policy: exactly one source.
   let policy: CompiledPolicy | undefined;
   let keyBaseDir = io.cwd;
+  let policySource: Config['policyFile'];
   const policyText = str('BROKER_POLICY');
   const policyFile = str('BROKER_POLICY_FILE');
   if (policyText !== undefined && policyFile !== undefined) {
@@ -108,6 +113,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
       keyBaseDir = io.dirname(path);
       try {
         text = io.readFile(path);
+        policySource = { path, text };
       } catch (err) {
         problems.push(
           `BROKER_POLICY_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
@@ -189,6 +195,8 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
   const config: Config = {
     policy: policy as CompiledPolicy,
     keyBaseDir,
+    policyFile: policySource,
+    policyRefreshSeconds: int('BROKER_POLICY_REFRESH_SECONDS'),
     audience: audience ?? '',
     jwksUrl,
     issuers,

@@ -72,7 +72,8 @@ export interface Service {
 }
 
 export interface ServiceDeps {
-  policy: CompiledPolicy;
+  /** The policy in force: read once per request (it may be replaced while the broker runs). */
+  policy: { current(): CompiledPolicy };
   verifier: CallerVerifier;
   rateLimiter: RateLimiter;
   broker: Broker;
@@ -91,7 +92,7 @@ export function accessDenied(caller: string): string {
 
 /** Creates the service over its parts. */
 export function createService(deps: ServiceDeps): Service {
-  const { policy, verifier, broker } = deps;
+  const { verifier, broker } = deps;
 
   function cachedCaller(credential: Credential): Caller | undefined {
     return 'subjectToken' in credential
@@ -110,7 +111,7 @@ export function createService(deps: ServiceDeps): Service {
     try {
       audit.caller = caller.email;
       const asked = parse(call, audit);
-      const decision = decide(policy, caller.email, asked);
+      const decision = decide(deps.policy.current(), caller.email, asked);
       const limit = decision.rateLimit;
       if (limit === undefined) return act(asked, decision.outcome, caller, audit);
       return deps.rateLimiter

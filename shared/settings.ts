@@ -70,6 +70,12 @@ export const SETTINGS = {
     'a readable file path',
     "a path to the policy's JSON, relative to the working directory. `file:` keys are relative to this file's directory",
   ),
+  BROKER_POLICY_REFRESH_SECONDS: int(
+    60,
+    0,
+    3600,
+    'with `BROKER_POLICY_FILE`: how often the file is read again (0: never). A new, valid version takes effect on every instance within this time, with no deploy; one that does not validate is logged and ignored. On Cloud Functions the file is a Secret Manager volume (Terraform\'s `policy_delivery = "secret"`, at `/etc/secrets/token-broker/policy.json`), where every read fetches the newest version and is one billed access',
+  ),
   BROKER_AUDIENCE: text(
     undefined,
     '— (required)',

@@ -31,10 +31,12 @@ import { promisify } from 'node:util';
 import { Redis } from '@upstash/redis';
 import autocannon from 'autocannon';
 import { type BrokerProcess, BUNDLE, freePort, ROOT, startBrokerProcess } from '../broker-process.js';
+import { startLocalSharedCache } from '../local-shared-cache.js';
 import {
   BIGQUERY,
   BILLING,
   BLUE,
+  BROKER_IDENTITY,
   CHAINED,
   DRIVE,
   KEYLESS,
@@ -46,6 +48,7 @@ import {
 import { requireRedisServer, startRedisServer } from '../redis/redis-server.js';
 import { benchKey, signRate } from './sign.js';
 import { coldStart, importTimes, rssMb } from './startup.js';
+import { GCS_RW, policyScale, SHARED_TENANTS, sharedTenantPolicy } from './tenants.js';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const DURATION = env('BENCH_SECONDS', 5);
@@ -561,6 +564,159 @@ function loadTimes(): Row {
   };
 }
 
+const TENANT_REQUESTS = 500;
+const DECISIONS = env('BENCH_DECISIONS', 20_000);
+
+/** Load time and one decision's time for 1, 500 and 5,000 tenants (in this process, the broker's own code). */
+function policyScaleRow(): Row {
+  const [one, five, many] = policyScale(Math.max(1, Math.min(5, IMPORT_RUNS + 2)), DECISIONS);
+  const cell = (p: ReturnType<typeof policyScale>[number]) =>
+    `${p.name}: ${(p.bytes / 1024).toFixed(0)} KiB, loads in ${ms(p.loadMs)}, decides in p50 ${p.decideUs.p50.toFixed(1)} µs, p99 ${p.decideUs.p99.toFixed(1)} µs`;
+  const worst = Math.max(five!.decideUs.p99, many!.decideUs.p99);
+  return {
+    figure: 'policy: load time and one decision, 500 tenants and 5,000 on shared accounts',
+    value: `${cell(five!)}; ${cell(many!)}`,
+    reference: cell(one!),
+    ratio: `p99 decision ${(worst / Math.max(0.1, one!.decideUs.p99)).toFixed(1)}× the one-tenant policy`,
+    goal: 'decision p99 ≤ 100 µs; load ≤ 1 s',
+    met: worst <= 100 && Math.max(five!.loadMs, many!.loadMs) <= 1000,
+  };
+}
+
+/** Bounded tenant tokens: 500 tenants' first requests across 3 instances, and a tenant token's L1 hit. */
+async function tenants(stack: Stack, shared: Record<string, string>, platform: string): Promise<Row[]> {
+  stack.google.registerKeylessAccount(SHARED_TENANTS);
+  stack.google.grantTokenCreator(SHARED_TENANTS, BROKER_IDENTITY);
+  const policyFile = join(stack.dir, 'tenants-policy.json');
+  writeFileSync(policyFile, JSON.stringify(sharedTenantPolicy()));
+  const env = { ...shared, ...MINT_CACHE_ENV, BROKER_POLICY_FILE: policyFile };
+  const brokers = await Promise.all([0, 1, 2].map(() => stack.startBroker('broker', env)));
+  const mints = () => stack.google.stats.iamRequests.generateAccessToken;
+  const exchanges = () => stack.google.sts.stats.exchanges;
+  try {
+    const [m0, x0] = [mints(), exchanges()];
+    const ids = Array.from({ length: TENANT_REQUESTS }, (_, i) => `bench-${i}`);
+    const started = performance.now();
+    const statuses = await Promise.all(
+      brokers.flatMap((b) =>
+        ids.map((tenant) => post(`${b.url}/token`, platform, { tenant, scopes: [GCS_RW] })),
+      ),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const ok = statuses.filter((s) => s === 200).length;
+    const [sourceMints, stsExchanges] = [mints() - m0, exchanges() - x0];
+    const first: Row = {
+      figure: `${TENANT_REQUESTS} tenants' first requests on one shared account, at once on each of 3 instances`,
+      value: `${sourceMints} source mint, ${stsExchanges} STS exchanges (${ok}/${statuses.length} answered 200 in ${seconds.toFixed(1)} s)`,
+      reference: `one source mint per account and scope set, one exchange per tenant: 1 and ${TENANT_REQUESTS}`,
+      ratio: `${(stsExchanges / TENANT_REQUESTS).toFixed(2)} exchanges per tenant`,
+      goal: `exactly 1 and ${TENANT_REQUESTS}`,
+      met: sourceMints === 1 && stsExchanges === TENANT_REQUESTS && ok === statuses.length,
+    };
+    await stopAll(brokers.slice(1));
+    // A bounded token's L1 hit, beside the bare handler, as the L1 row measures a plain token's.
+    const broker = brokers[0] as BrokerProcess;
+    const bare = await startBrokerProcess({ target: 'bare', env: {}, source: BARE });
+    try {
+      const bodies = ids.slice(0, 20).map((tenant) => ({ tenant, scopes: [GCS_RW] }));
+      await load(broker, '/token', platform, bodies, 1);
+      await load(bare, '/', platform, bodies, 1);
+      const oursRuns: Load[] = [];
+      const refRuns: Load[] = [];
+      for (let round = 0; round < 2; round++) {
+        oursRuns.push(await load(broker, '/token', platform, bodies, DURATION / 2));
+        refRuns.push(await load(bare, '/', platform, bodies, DURATION / 2));
+      }
+      const [ours, ref] = [combine(oursRuns), combine(refRuns)];
+      const [o, r] = [ours.result, ref.result];
+      return [
+        first,
+        {
+          figure: `bounded tenant token from L1 (20 tenants in turn, ${CONNECTIONS} connections, 2 × ${DURATION / 2} s each)`,
+          value: `${Math.round(o.requests.average)} req/s, p99 ${o.latency.p99} ms, ${Math.round(ours.cpuUsPerRequest)} µs CPU/request; ${o.non2xx} non-2xx`,
+          reference: `bare functions-framework handler ${Math.round(r.requests.average)} req/s, ${Math.round(ref.cpuUsPerRequest)} µs CPU/request`,
+          ratio: `${pct(o.requests.average, r.requests.average)} of its req/s`,
+          goal: '≥ 80 % of its req/s (as a plain token from L1)',
+          met: o.requests.average / r.requests.average >= 0.8 && o.non2xx === 0,
+        },
+      ];
+    } finally {
+      await bare.stop();
+    }
+  } finally {
+    await stopAll(brokers);
+  }
+}
+
+/**
+ * Upstash commands per served token on each path, counted where Upstash
+ * counts them (commands received over REST, each command of a pipeline
+ * included; a script is one): an L1 hit (its generation checks spread over
+ * the hits), an L2 hit, a miss; each without and with the shared rate
+ * limiter. The cost table of docs/performance.md is computed from these.
+ */
+async function upstashCommands(stack: Stack, billing: string, platform: string): Promise<Row> {
+  const perPath = async (limited: boolean) => {
+    const policy = sharedTenantPolicy();
+    if (limited) policy['rateLimit'] = { requests: 1_000_000, windowSeconds: 60 };
+    const file = join(stack.dir, `commands-${limited ? 'limited' : 'open'}.json`);
+    writeFileSync(file, JSON.stringify(policy));
+    // A fresh database and REST front of its own, in this process, whose counter is read directly.
+    const upstash = await startLocalSharedCache();
+    const env = { ...upstash.env, ...MINT_CACHE_ENV, BROKER_POLICY_FILE: file };
+    const [a, b] = await Promise.all([stack.startBroker('broker', env), stack.startBroker('broker', env)]);
+    try {
+      const body = { serviceAccount: REPORTING, scopes: [BIGQUERY] };
+      const count = async (call: () => Promise<unknown>) => {
+        const before = upstash.upstash.stats.commands;
+        await call();
+        return upstash.upstash.stats.commands - before;
+      };
+      // The generations are created by the first request of an empty database: not what a miss costs.
+      await post(`${a.url}/idtoken`, billing, {
+        serviceAccount: KEYLESS,
+        audience: 'https://reports.example.com',
+      });
+      const miss = await count(() => post(`${a.url}/token`, billing, body));
+      const l2Hit = await count(() => post(`${b.url}/token`, billing, body));
+      // L1 hits at about 100 requests a second: the generation checks (one read a second) are spread over them.
+      let hits = 0;
+      const l1 = await count(async () => {
+        const until = Date.now() + Math.max(1200, DURATION * 600);
+        while (Date.now() < until) {
+          await Promise.all(Array.from({ length: 10 }, () => post(`${a.url}/token`, billing, body)));
+          hits += 10;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      });
+      // A bounded tenant's first request: its source token (another scope set) is minted too; the second
+      // tenant's finds the source in the caches.
+      const tenantCold = await count(() =>
+        post(`${a.url}/token`, platform, { tenant: 'cost-a', scopes: [GCS_RW] }),
+      );
+      const tenantMiss = await count(() =>
+        post(`${a.url}/token`, platform, { tenant: 'cost-b', scopes: [GCS_RW] }),
+      );
+      return { miss, l2Hit, l1PerHit: l1 / hits, tenantCold, tenantMiss };
+    } finally {
+      await stopAll([a, b]);
+      await upstash.close();
+    }
+  };
+  const open = await perPath(false);
+  const limited = await perPath(true);
+  const cell = (c: Awaited<ReturnType<typeof perPath>>) =>
+    `L1 hit ${c.l1PerHit.toFixed(2)}, L2 hit ${c.l2Hit}, miss ${c.miss}; a bounded tenant's miss ${c.tenantMiss} (${c.tenantCold} with its source minted too)`;
+  return {
+    figure: 'Upstash commands per served token (counted at the REST front, as Upstash bills)',
+    value: `without a rate limit: ${cell(open)}`,
+    reference: `with the shared rate limiter: ${cell(limited)}`,
+    ratio: '',
+    goal: '',
+    met: undefined,
+  };
+}
+
 async function main(): Promise<void> {
   if (requireRedisServer() === undefined)
     throw new Error('redis-server is required for the cache bench (apt-get install -y redis-server)');
@@ -585,6 +741,9 @@ async function main(): Promise<void> {
     await step('cold start', () => coldStarts(stack, shared, billing));
     await step('load times', async () => loadTimes());
     await step('keyless', () => keyless(stack, shared, billing));
+    await step('policy scale', async () => policyScaleRow());
+    await step('tenants', () => tenants(stack, shared, platform));
+    await step('upstash commands', () => upstashCommands(stack, billing, platform));
 
     const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}`;
     const met = (m: boolean | undefined) => (m === undefined ? '' : m ? 'yes' : 'NO');

@@ -65,9 +65,13 @@ export function processStsResponse(res: HttpResponse): Downscoped {
     return refuse(error, res.status, description);
   }
   const malformed = (what: string) =>
-    new BrokerError('upstream_rejected', `Google's STS answered 200 with ${what}; retry later or report it.`, {
-      upstreamError: 'invalid_response',
-    });
+    new BrokerError(
+      'upstream_rejected',
+      `Google's STS answered 200 with ${what}; retry later or report it.`,
+      {
+        upstreamError: 'invalid_response',
+      },
+    );
   if (obj === undefined) throw malformed('a body that is not a JSON object');
   const token = obj['access_token'];
   if (typeof token !== 'string' || token.length === 0 || token.length > 16_384)
@@ -106,7 +110,9 @@ function refuse(error: string, status: number, description: string | undefined):
 
 /** Whether STS refused the source token itself (then a fresh source token may be exchanged once more). */
 export function isSourceRefused(err: unknown): boolean {
-  return err instanceof BrokerError && err.code === 'upstream_rejected' && err.upstreamError === 'invalid_grant';
+  return (
+    err instanceof BrokerError && err.code === 'upstream_rejected' && err.upstreamError === 'invalid_grant'
+  );
 }
 
 /**

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { CircuitBreaker } from '../circuit-breaker.js';
 import { Lru } from '../lru.js';
 import { SETTINGS } from '../settings.js';
+import { SingleFlight } from '../single-flight.js';
 import {
   type CacheKeys,
   deriveCacheKeys,
@@ -330,12 +331,17 @@ export class SharedTokenCache {
    * cache could not be read; `null` when it was read but its generations
    * could not be settled (then treat what is cached as purged).
    */
-  async generations(account: string): Promise<Generations | null | undefined> {
-    const names = this.#genNames(account);
-    const values = await this.#mget('generations', names);
-    if (values === undefined) return undefined;
-    return this.#settle('generations', names, values);
+  generations(account: string): Promise<Generations | null | undefined> {
+    // Every request that finds its entry due for a check asks at once: one read serves them all.
+    return this.#genReads.run(account, async () => {
+      const names = this.#genNames(account);
+      const values = await this.#mget('generations', names);
+      if (values === undefined) return undefined;
+      return this.#settle('generations', names, values);
+    });
   }
+
+  readonly #genReads = new SingleFlight<Generations | null | undefined>();
 
   /** Stores a token under the generations it was looked up with, until it really expires. */
   async store(parts: CacheKeyParts, gens: Generations, token: Token): Promise<void> {

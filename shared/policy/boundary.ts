@@ -174,7 +174,12 @@ export function expandBoundary(
     availablePermissions: r.availablePermissions,
     ...(r.availabilityCondition === undefined
       ? {}
-      : { availabilityCondition: { ...r.availabilityCondition, expression: expand(r.availabilityCondition.expression) } }),
+      : {
+          availabilityCondition: {
+            ...r.availabilityCondition,
+            expression: expand(r.availabilityCondition.expression),
+          },
+        }),
   }));
   return { rules, key: createHash('sha256').update(JSON.stringify(rules)).digest('base64url').slice(0, 22) };
 }

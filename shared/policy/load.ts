@@ -213,6 +213,9 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
         callers,
         serviceAccounts,
         tenants: tenantsMatcher,
+        tenantPatterns: Array.isArray(g['tenants'])
+          ? Object.freeze(g['tenants'].filter((t): t is string => typeof t === 'string'))
+          : undefined,
         scopes,
         subjects,
         audiences,
@@ -283,9 +286,9 @@ function tenantIds(a: Obj, path: string, problem: (p: string, t: string) => void
   };
   if (one !== undefined) check(one, `${path}.tenant`);
   if (many !== undefined) {
-    list(many, `${path}.tenants`, problem, { required: true, nonEmpty: true }).forEach((t, j) =>
-      check(t, `${path}.tenants[${j}]`),
-    );
+    list(many, `${path}.tenants`, problem, { required: true, nonEmpty: true }).forEach((t, j) => {
+      check(t, `${path}.tenants[${j}]`);
+    });
     if (ids.includes('*') && ids.length > 1) {
       problem(`${path}.tenants`, '`*` stands alone: it is every tenant id not mapped elsewhere');
       ok = false;
@@ -411,19 +414,4 @@ function limit(value: unknown, path: string, problem: (p: string, t: string) => 
   return ok
     ? Object.freeze({ requests: requests as number, windowSeconds: windowSeconds as number })
     : undefined;
-}
-
-/** An address no sane caller pattern names: a grant whose `callers` match it matches every caller. */
-const ANY_CALLER_PROBE = 'any-caller-probe@example.invalid';
-
-/**
- * Start-up warnings about a policy that is valid but risky: grants whose
- * `callers` are `"*"`. Anyone can get a Google-signed ID token for any
- * audience, so such a grant is open to every Google account that Cloud Run's
- * IAM lets through. One text, or none.
- */
-export function policyWarnings(policy: CompiledPolicy): string | undefined {
-  const open = policy.grants.filter((g) => g.callers(ANY_CALLER_PROBE)).map((g) => `grants[${g.index}]`);
-  if (open.length === 0) return undefined;
-  return `${open.join(', ')} ${open.length === 1 ? 'has' : 'have'} callers ["*"]: any caller with a Google ID token for this broker's audience can use ${open.length === 1 ? 'it' : 'them'}; only Cloud Run's IAM invoker check stands in the way. Name the callers, or a domain ("*@example.com").`;
 }

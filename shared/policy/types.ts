@@ -52,6 +52,8 @@ export interface CompiledGrant {
   readonly callers: Matcher;
   readonly serviceAccounts: Matcher | undefined;
   readonly tenants: Matcher | undefined;
+  /** The `tenants` patterns as written (ids or `*`), for the checks that need to list what a grant reaches. */
+  readonly tenantPatterns: readonly string[] | undefined;
   readonly scopes: ReadonlySet<string>;
   readonly subjects: Matcher | undefined;
   readonly audiences: Matcher | undefined;

@@ -20,6 +20,7 @@ describe.runIf(redisAvailable || process.env['CI'] === 'true')('npm run bench, a
         BENCH_COLD_RUNS: '1',
         BENCH_SEQUENTIAL: '50',
         BENCH_CACHE_TIMEOUT_MS: '2000',
+        BENCH_DECISIONS: '2000',
       },
     });
     const json = JSON.parse(readFileSync(`${ROOT}.tmp/bench/bench.json`, 'utf8')) as {
@@ -56,7 +57,13 @@ describe.runIf(redisAvailable || process.env['CI'] === 'true')('npm run bench, a
     expect(keylessMints.value).toBe('1 (500/500 answered 200)');
     expect(row('metadata-server token fetches per 100 keyless mints').value).toMatch(/^[01]$/);
     row('broker time on a keyless mint beyond the IAM round trip');
-    expect(json.rows).toHaveLength(10);
+    row('policy: load time and one decision');
+    const tenants = row("500 tenants' first requests on one shared account");
+    expect(tenants.value).toMatch(/^1 source mint, 500 STS exchanges \(1500\/1500 answered 200/);
+    expect(tenants.met).toBe(true);
+    row('bounded tenant token from L1');
+    expect(row('Upstash commands per served token').value).toMatch(/L1 hit [\d.]+, L2 hit \d+, miss \d+/);
+    expect(json.rows).toHaveLength(14);
     expect(stdout).not.toMatch(/[1-9]\d* non-2xx/);
   }, 180_000);
 });

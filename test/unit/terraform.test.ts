@@ -675,7 +675,8 @@ describe('entry points', () => {
         cwd: ROOT,
         encoding: 'utf8',
       });
-      return JSON.parse(out.trim().split('\n').pop()!) as string[];
+      // The broker's own lines (a policy warning, say) may follow: ours is the one JSON array.
+      return JSON.parse(out.split('\n').filter((l) => l.startsWith('[')).pop()!) as string[];
     };
     const brokerTargets = [...entryPoints].filter((t) => t !== JOB_TARGET && routes.includes(t));
     const policy = {
