@@ -234,7 +234,7 @@ variable "policy" {
 
 variable "policy_delivery" {
   type        = string
-  description = "How the functions get the policy. \"env\" (default): the JSON in BROKER_POLICY, read at start; a change deploys new revisions; it must fit, with the other variables, in the 32 KiB Cloud Run allows a function's environment (plan says when it does not). \"secret\": the JSON in a Secret Manager secret (up to 64 KiB), mounted at latest as the file BROKER_POLICY_FILE names; the broker re-reads it, so a change reaches running functions without a deploy (needs a broker that reads BROKER_POLICY_FILE). README, Large policies."
+  description = "How the functions get the policy. \"env\" (default): the JSON in BROKER_POLICY, read at start; a change deploys new revisions; it must fit, with the other variables, in the 32 KiB Cloud Run allows a function's environment (plan says when it does not). \"secret\": the JSON in a Secret Manager secret (up to 64 KiB), mounted at latest as the file BROKER_POLICY_FILE names; the broker reads it again every minute (BROKER_POLICY_REFRESH_SECONDS), so a change reaches running functions without a deploy. README, Large policies."
   default     = "env"
   validation {
     condition     = contains(["env", "secret"], var.policy_delivery)
