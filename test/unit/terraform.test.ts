@@ -676,7 +676,12 @@ describe('entry points', () => {
         encoding: 'utf8',
       });
       // The broker's own lines (a policy warning, say) may follow: ours is the one JSON array.
-      return JSON.parse(out.split('\n').filter((l) => l.startsWith('[')).pop()!) as string[];
+      return JSON.parse(
+        out
+          .split('\n')
+          .filter((l) => l.startsWith('['))
+          .pop()!,
+      ) as string[];
     };
     const brokerTargets = [...entryPoints].filter((t) => t !== JOB_TARGET && routes.includes(t));
     const policy = {
