@@ -18,6 +18,7 @@ export const MAX_MIN_LIFETIME_SECONDS = 3300;
  * allows only for keyless accounts that the organisation policy
  * `constraints/iam.allowServiceAccountCredentialLifetimeExtension` lists, and
  * only up to the account's `maxLifetimeSeconds` in the broker's policy.
+ * @public
  */
 export const MAX_LIFETIME_SECONDS = 43_200;
 

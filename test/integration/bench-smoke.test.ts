@@ -19,7 +19,7 @@ describe.runIf(redisAvailable || process.env['CI'] === 'true')('npm run bench, a
         BENCH_IMPORT_RUNS: '1',
         BENCH_COLD_RUNS: '1',
         BENCH_SEQUENTIAL: '50',
-        BENCH_CACHE_TIMEOUT_MS: '2000',
+        BENCH_CACHE_TIMEOUT_MS: '5000',
         BENCH_DECISIONS: '2000',
       },
     });
