@@ -30,6 +30,7 @@ describe('keyless entries in the policy', () => {
       tenant: undefined,
       mode: 'keyless',
       delegates: [HOP],
+      maxLifetimeSeconds: 3600,
     });
     expect(p.tenants.get('violet')).toMatchObject({ mode: 'keyless', delegates: [] });
   });
