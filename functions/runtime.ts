@@ -19,6 +19,7 @@ import { createKeyStore } from '../shared/key-store.js';
 import { createLogger, LABELS, type Logger } from '../shared/log.js';
 import { createKeyedMinter } from '../shared/minting/keyed.js';
 import { createKeylessMinter } from '../shared/minting/keyless.js';
+import { issuerWarnings } from '../shared/policy/issuers.js';
 import { policyWarnings } from '../shared/policy/load.js';
 import { createMemoryRateLimiter } from '../shared/rate-limit.js';
 import { createService, type Service } from '../shared/service.js';
@@ -69,6 +70,8 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
   );
   const risky = policyWarnings(config.policy);
   if (risky !== undefined) log.log('WARNING', `policy: ${risky}`);
+  const unguarded = issuerWarnings(config.policy.issuers);
+  if (unguarded !== undefined) log.log('WARNING', `policy: ${unguarded}`);
   const now = Date.now;
   const secrets = createSecretRouter({
     file: createFileSecretSource({ baseDir: config.keyBaseDir }),
@@ -120,6 +123,9 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
     audience: config.audience,
     clockToleranceSeconds: config.clockToleranceSeconds,
     allowSignatureRemovedByGoogle: config.allowSignatureRemovedByGoogle,
+    // The policy's issuers (docs/contract.md, "Trusted issuers"): only these are ever fetched.
+    trustedIssuers: config.policy.issuers,
+    allowLoopbackIssuers: config.allowLoopbackIssuers,
   });
   const memoryLimiter = createMemoryRateLimiter({ now });
   const limiterWarnings = new Throttle(30_000, now);
