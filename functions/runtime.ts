@@ -125,6 +125,9 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
     audience: config.audience,
     clockToleranceSeconds: config.clockToleranceSeconds,
     allowSignatureRemovedByGoogle: config.allowSignatureRemovedByGoogle,
+    // The policy's issuers (docs/contract.md, "Trusted issuers"): only these are ever fetched.
+    trustedIssuers: config.policy.issuers,
+    allowLoopbackIssuers: config.allowLoopbackIssuers,
   });
   const memoryLimiter = createMemoryRateLimiter({ now });
   const limiterWarnings = new Throttle(30_000, now);

@@ -14,6 +14,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { canonicalEmail } from '../shared/email.js';
 import { ConfigError } from '../shared/errors.js';
 import { expandBoundary } from '../shared/policy/boundary.js';
 import { decide, verdict } from '../shared/policy/evaluate.js';
@@ -111,7 +112,8 @@ function explain(policy: CompiledPolicy, argv: string[], out: (s: string) => voi
     },
     strict: true,
   });
-  const caller = values.caller?.toLowerCase();
+  // An email is compared in lower case; an issuer's principal (NAME:SUB) exactly, as the broker does.
+  const caller = values.caller === undefined ? undefined : (canonicalEmail(values.caller) ?? values.caller);
   if (caller === undefined) throw new Usage('explain needs --caller (an email, or NAME:SUB for an issuer)');
   const operation = values.operation ?? 'token';
   const body: Record<string, unknown> = {

@@ -136,11 +136,11 @@ export function createBroker(deps: BrokerDeps): Broker {
     },
 
     cached({ parts, request, mint }) {
-      return deps.store.peek(parts, request.minLifetimeSeconds, mint);
+      return deps.store.peek(parts, request.minLifetimeSeconds, mint, lifetimeOf(request));
     },
 
     serve({ parts, request, mint }) {
-      return deps.store.serve(parts, request.minLifetimeSeconds, mint);
+      return deps.store.serve(parts, request.minLifetimeSeconds, mint, lifetimeOf(request));
     },
 
     async purge(accounts) {
@@ -148,4 +148,9 @@ export function createBroker(deps: BrokerDeps): Broker {
       return { accounts, ...purged };
     },
   };
+}
+
+/** The lifetime a `token` request asks (docs/contract.md, "Long-lived tokens"): what a cached token must cover. */
+function lifetimeOf(request: MintRequest): number | undefined {
+  return request.kind === 'token' ? request.lifetimeSeconds : undefined;
 }

@@ -40,6 +40,8 @@ export interface Config {
   readonly iamCredentialsUrl: string;
   /** Google's STS token endpoint, for tokens bounded by an access boundary. */
   readonly stsUrl: string;
+  /** Policy issuers and their key sets may be `http:` on loopback (tests, `npm start`); off in production. */
+  readonly allowLoopbackIssuers: boolean;
 }
 
 /** The environment as a plain map (tests pass their own). */
@@ -93,7 +95,8 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
     return false;
   };
 
-  // Policy: exactly one source.
+  // Policy: exactly one source. Its issuers may be http on loopback only with this flag.
+  const allowLoopbackIssuers = bool('BROKER_ALLOW_LOOPBACK_ISSUERS');
   let policy: CompiledPolicy | undefined;
   let keyBaseDir = io.cwd;
   let policySource: Config['policyFile'];
@@ -129,7 +132,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
       }
       if (raw !== undefined) {
         try {
-          policy = compilePolicy(raw);
+          policy = compilePolicy(raw, { allowLoopbackIssuers });
         } catch (err) {
           if (!(err instanceof ConfigError)) throw err;
           for (const p of err.problems) problems.push(`${source}: ${p}`);
@@ -148,6 +151,11 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
     .map((s) => s.trim())
     .filter((s) => s !== '');
   if (issuers.length === 0) problems.push('BROKER_ISSUERS must list at least one issuer');
+  // A policy issuer is never one of Google's: a Google token must keep its email identity (docs/contract.md).
+  for (const i of policy?.issuers ?? []) {
+    if (issuers.includes(i.issuer))
+      problems.push(`policy issuers[${i.index}].issuer: ${i.issuer} is in BROKER_ISSUERS (Google's callers)`);
+  }
 
   const upstashUrl = str('UPSTASH_REDIS_REST_URL');
   const upstashToken = str('UPSTASH_REDIS_REST_TOKEN');
@@ -216,6 +224,7 @@ export function loadConfig(env: Env, io: LoadConfigIo, target?: string): Config 
     metadataHost,
     iamCredentialsUrl,
     stsUrl,
+    allowLoopbackIssuers,
   };
   if (problems.length > 0) throw new ConfigError('broker configuration', problems);
   return config;

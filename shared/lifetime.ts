@@ -23,3 +23,20 @@ export const STALE_MIN_SECONDS = 60;
 export function isServableStale(expiresAtMs: number, nowMs: number, minLifetimeSeconds: number): boolean {
   return expiresAtMs - nowMs > Math.max(STALE_MIN_SECONDS, minLifetimeSeconds) * 1000;
 }
+
+/**
+ * The life a cached token must have left to serve a request
+ * (docs/contract.md, "Long-lived tokens"): `minLifetimeSeconds`, and for a
+ * request that asks `lifetimeSeconds`, that lifetime less the refresh skew,
+ * so that a token covers the request it would have been minted for, give or
+ * take the skew. Without `lifetimeSeconds`, today's rule alone.
+ */
+export function requiredLifetimeSeconds(
+  minLifetimeSeconds: number,
+  lifetimeSeconds: number | undefined,
+  skewSeconds: number,
+): number {
+  return lifetimeSeconds === undefined
+    ? minLifetimeSeconds
+    : Math.max(minLifetimeSeconds, lifetimeSeconds - skewSeconds);
+}

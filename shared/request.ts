@@ -2,6 +2,7 @@ import { SCOPE, TENANT_ID } from '../packages/wire/rules.js';
 import {
   type IdTokenRequestBody,
   type JwtRequestBody,
+  MAX_LIFETIME_SECONDS,
   MAX_MIN_LIFETIME_SECONDS,
   type PurgeRequestBody,
   type TokenRequestBody,
@@ -19,6 +20,12 @@ export interface TokenRequest {
   readonly scopes: readonly string[];
   readonly subject: string | undefined;
   readonly minLifetimeSeconds: number;
+  /**
+   * How long the token must live, from 1 to 43200 (docs/contract.md,
+   * "Long-lived tokens"): asked of IAM as the lifetime of a new token, and
+   * what a cached token must cover. Undefined: Google's default hour.
+   */
+  readonly lifetimeSeconds?: number | undefined;
 }
 
 /** A validated `jwt` request: exactly one of `audience` or `scopes`. */
@@ -60,15 +67,21 @@ export function parseTokenRequest(body: unknown): TokenRequest {
     'scopes',
     'subject',
     'minLifetimeSeconds',
+    'lifetimeSeconds',
   ]);
   const scopes = parseScopes(obj['scopes']);
   if (scopes === undefined) throw invalid('"scopes" is required: a non-empty array of OAuth scopes');
+  const minLifetimeSeconds = parseMinLifetime(obj['minLifetimeSeconds']);
+  const lifetimeSeconds = parseLifetime(obj['lifetimeSeconds']);
+  if (lifetimeSeconds !== undefined && minLifetimeSeconds > lifetimeSeconds)
+    throw invalid('"minLifetimeSeconds" cannot be more than "lifetimeSeconds"');
   return {
     kind: 'token',
     for: parseAccountRef(obj),
     scopes,
     subject: optionalEmail(obj, 'subject'),
-    minLifetimeSeconds: parseMinLifetime(obj['minLifetimeSeconds']),
+    minLifetimeSeconds,
+    lifetimeSeconds,
   };
 }
 
@@ -204,6 +217,15 @@ function parseMinLifetime(value: unknown): number {
     value > MAX_MIN_LIFETIME_SECONDS
   ) {
     throw invalid(`"minLifetimeSeconds" must be an integer from 0 to ${MAX_MIN_LIFETIME_SECONDS}`);
+  }
+  return value;
+}
+
+/** `lifetimeSeconds`: an integer from 1 to MAX_LIFETIME_SECONDS; whether the account allows it is checked after the policy. */
+function parseLifetime(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_LIFETIME_SECONDS) {
+    throw invalid(`"lifetimeSeconds" must be an integer from 1 to ${MAX_LIFETIME_SECONDS}`);
   }
   return value;
 }

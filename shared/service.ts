@@ -1,8 +1,10 @@
-import type { Caller, CallerVerifier } from './adapters/caller-auth.js';
+import type { Caller } from './adapters/caller.js';
+import type { CallerVerifier } from './adapters/caller-auth.js';
 import type { Admission, Broker, PurgeResult } from './broker.js';
 import type { CacheOutcome, Served } from './cache/types.js';
 import { BrokerError } from './errors.js';
 import { type Asked, type DenyReason, decide } from './policy/evaluate.js';
+import { checkLifetime } from './policy/lifetime.js';
 import type { CompiledPolicy, Operation } from './policy/types.js';
 import type { RateLimiter } from './rate-limit.js';
 import {
@@ -33,13 +35,17 @@ export interface Call {
 /** The facts of one decision, for the audit log line. Built here only, returned as a value. */
 export interface AuditRecord {
   readonly operation: Action;
+  /** The verified caller's principal: a Google caller's email, or `NAME:SUB` (docs/contract.md, "Principals"). */
   caller?: string;
+  /** The policy issuer's name, for a caller of one. */
+  issuer?: string;
   serviceAccount?: string;
   tenant?: string;
   scopes?: readonly string[];
   subject?: string;
   audience?: string;
   minLifetimeSeconds?: number;
+  lifetimeSeconds?: number;
   all?: true;
   decision?: 'allow' | 'deny';
   /** Why the request was refused, as a stable code: a denial's dimension, or why the caller's token failed. */
@@ -109,13 +115,14 @@ export function createService(deps: ServiceDeps): Service {
   /** Everything after the caller is known: one path, synchronous until something needs I/O. */
   function afterVerify(call: Call, caller: Caller, audit: AuditRecord): Result | Promise<Result> {
     try {
-      audit.caller = caller.email;
+      audit.caller = caller.principal;
+      if (caller.issuer !== undefined) audit.issuer = caller.issuer;
       const asked = parse(call, audit);
-      const decision = decide(deps.policy.current(), caller.email, asked);
+      const decision = decide(deps.policy.current(), caller.principal, asked);
       const limit = decision.rateLimit;
       if (limit === undefined) return act(asked, decision.outcome, caller, audit);
       return deps.rateLimiter
-        .check(caller.email, limit)
+        .check(caller.principal, limit)
         .then((verdict) => {
           if (!verdict.success) {
             throw new BrokerError(
@@ -155,6 +162,7 @@ export function createService(deps: ServiceDeps): Service {
     audit.account = account.email;
     audit.accountMode = account.mode;
     const request = (asked as Extract<Asked, { action: 'mint' }>).request;
+    checkLifetime(request, account); // a 400 only now: a caller the policy refuses learns nothing of the account
     const admission: Admission = broker.admit(request, account, outcome.boundary);
     if (admission.boundary !== undefined) audit.boundary = admission.boundary.key;
     const hit = broker.cached(admission);
@@ -197,6 +205,8 @@ function parse(call: Call, audit: AuditRecord): Asked {
   if (request.kind === 'token' && request.subject !== undefined) audit.subject = request.subject;
   if (request.kind !== 'token' && request.audience !== undefined) audit.audience = request.audience;
   if (request.minLifetimeSeconds > 0) audit.minLifetimeSeconds = request.minLifetimeSeconds;
+  if (request.kind === 'token' && request.lifetimeSeconds !== undefined)
+    audit.lifetimeSeconds = request.lifetimeSeconds;
   return { action: 'mint', request };
 }
 
@@ -212,7 +222,7 @@ function denied(asked: Asked, reason: DenyReason, caller: Caller, audit: AuditRe
     const what = 'serviceAccount' in asked.request ? 'service account' : 'tenant';
     return failed(new BrokerError('not_found', `The policy has no such ${what}; nothing was purged.`), audit);
   }
-  return failed(new BrokerError('access_denied', accessDenied(caller.email), { reason }), audit);
+  return failed(new BrokerError('access_denied', accessDenied(caller.principal), { reason }), audit);
 }
 
 function served(request: MintRequest, token: Served, audit: AuditRecord): Result {

@@ -166,6 +166,12 @@ export const SETTINGS = {
     '`true`, `false`, `1`, `0`',
     'accept a caller token whose signature Cloud Run replaced with `SIGNATURE_REMOVED_BY_GOOGLE`, only when the request has no `X-Serverless-Authorization` header (never for token exchange). Leave it off unless invoker IAM guards every path to the broker; see [contract.md](contract.md#cloud-runs-invoker-check-and-signature_removed_by_google)',
   ),
+  BROKER_ALLOW_LOOPBACK_ISSUERS: text(
+    'false',
+    '`false`',
+    '`true`, `false`, `1`, `0`',
+    "let the policy's `issuers` (and their discovery documents' `jwks_uri`) be `http:` on a loopback host, for tests and `npm start`. Off, every issuer and key set is `https:`. See [contract.md](contract.md#trusted-issuers)",
+  ),
   SECRET_MANAGER_EMULATOR_HOST: text(
     undefined,
     'unset: the real Secret Manager',

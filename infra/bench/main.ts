@@ -10,6 +10,8 @@
  *   mints        calls to the token endpoint for one missing token, N concurrent requests across 3 instances;
  *                beside a naive broker (no single-flight) and google-auth-library JWT clients in 3 processes
  *   L1           one broker, one token, all hits in process; beside a bare functions-framework handler
+ *   L1 external  the same hit for a caller of a policy issuer (a GitHub-like job), beside the Google caller's hit
+ *   kid storm    key-set fetches at a policy issuer while 50 tokens with random `kid`s arrive within a minute
  *   memory       RSS of the broker idle and after the L1 load
  *   L2           a broker whose L1 holds one entry, asked round-robin, so every answer comes from Upstash;
  *                beside one bare @upstash/redis GET round trip to the same front
@@ -24,6 +26,7 @@
  * shorten it (the test suite runs a short version as a smoke test).
  */
 import { execFile, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -31,14 +34,17 @@ import { promisify } from 'node:util';
 import { Redis } from '@upstash/redis';
 import autocannon from 'autocannon';
 import { type BrokerProcess, BUNDLE, freePort, ROOT, startBrokerProcess } from '../broker-process.js';
+import type { GitHubActionsIssuer } from '../google/server.js';
 import { startLocalSharedCache } from '../local-shared-cache.js';
 import {
+  AUDIENCE,
   BIGQUERY,
   BILLING,
   BLUE,
   BROKER_IDENTITY,
   CHAINED,
   DRIVE,
+  examplePolicy,
   KEYLESS,
   PLATFORM,
   REPORTING,
@@ -409,28 +415,65 @@ async function keyless(stack: Stack, shared: Record<string, string>, billing: st
   }
 }
 
+/** The GitHub-like principal whose hits the bench measures beside a Google caller's. */
+const BENCH_JOB = 'github:repo:acme/etl:ref:refs/heads/main';
+
+/**
+ * The example policy plus a GitHub-like issuer (the stand-in, on loopback) and a grant for its job, so
+ * that one broker serves a Google caller and an external caller the same token.
+ */
+function policyWithIssuer(stack: Stack, github: GitHubActionsIssuer): string {
+  const policy = examplePolicy();
+  policy['issuers'] = [
+    { name: 'github', issuer: github.issuer, audiences: [AUDIENCE], claims: { repository_owner: 'acme' } },
+  ];
+  (policy['grants'] as unknown[]).push({
+    callers: [BENCH_JOB],
+    serviceAccounts: [REPORTING],
+    scopes: [BIGQUERY],
+  });
+  const file = join(stack.dir, 'bench-issuer-policy.json');
+  writeFileSync(file, JSON.stringify(policy));
+  return file;
+}
+
 async function l1AndMemory(stack: Stack, shared: Record<string, string>, billing: string): Promise<Row[]> {
   const logFile = join(ROOT, '.tmp', 'bench', 'broker.log');
-  const broker = await stack.startBroker('broker', shared, { logFile });
+  const github = await stack.google.startGitHubIssuer({ run: { owner: 'acme', repo: 'etl' } });
+  const jwksFetches = () => github.stats.byPath['/.well-known/jwks'] ?? 0;
+  const discoveries = () => github.stats.byPath['/.well-known/openid-configuration'] ?? 0;
+  const broker = await stack.startBroker(
+    'broker',
+    { ...shared, BROKER_POLICY_FILE: policyWithIssuer(stack, github), BROKER_ALLOW_LOOPBACK_ISSUERS: 'true' },
+    { logFile },
+  );
   const bare = await startBrokerProcess({ target: 'bare', env: {}, source: BARE });
   const body = { serviceAccount: REPORTING, scopes: [BIGQUERY] };
+  const job = await github.mint({ audience: AUDIENCE, lifetimeSeconds: 3600 });
   try {
     await post(`${broker.url}/token`, billing, body);
+    if ((await post(`${broker.url}/token`, job, body)) !== 200)
+      throw new Error('the external caller was refused');
     const idle = rssMb(broker.child.pid!);
-    // Warm both up (JIT, connections), then measure each on the same machine state.
+    // Warm all up (JIT, connections), then measure each on the same machine state.
     await load(broker, '/token', billing, [body], 1);
+    await load(broker, '/token', job, [body], 1);
     await load(bare, '/', billing, [body], 1);
-    // Two rounds of each, taken in turn, so that a drift of this shared machine weighs on both alike.
+    // Two rounds of each, taken in turn, so that a drift of this shared machine weighs on all alike.
     const oursRuns: Load[] = [];
+    const externalRuns: Load[] = [];
     const refRuns: Load[] = [];
     for (let round = 0; round < 2; round++) {
       oursRuns.push(await load(broker, '/token', billing, [body], DURATION / 2));
+      externalRuns.push(await load(broker, '/token', job, [body], DURATION / 2));
       refRuns.push(await load(bare, '/', billing, [body], DURATION / 2));
     }
     const loaded = rssMb(broker.child.pid!);
-    const [ours, ref] = [combine(oursRuns), combine(refRuns)];
-    const [o, r] = [ours.result, ref.result];
+    const [ours, external, ref] = [combine(oursRuns), combine(externalRuns), combine(refRuns)];
+    const [o, e, r] = [ours.result, external.result, ref.result];
     const p99Ratio = o.latency.p99 / Math.max(1, r.latency.p99);
+    const cpuRatio = external.cpuUsPerRequest / Math.max(1, ours.cpuUsPerRequest);
+    const storm = await kidStorm(broker, github, body, [jwksFetches, discoveries]);
     return [
       {
         figure: `token from L1 (${CONNECTIONS} connections, 2 × ${DURATION / 2} s each, in turn)`,
@@ -440,6 +483,15 @@ async function l1AndMemory(stack: Stack, shared: Record<string, string>, billing
         goal: '≥ 80 % of its req/s, p99 ≤ 1.5×',
         met: o.requests.average / r.requests.average >= 0.8 && p99Ratio <= 1.5 && o.non2xx === 0,
       },
+      {
+        figure: `token from L1 for a GitHub-like caller (${CONNECTIONS} connections, 2 × ${DURATION / 2} s, in turn with the above)`,
+        value: `${Math.round(e.requests.average)} req/s, p50 ${e.latency.p50} ms, p99 ${e.latency.p99} ms, ${Math.round(external.cpuUsPerRequest)} µs CPU/request; ${e.non2xx} non-2xx`,
+        reference: `the Google caller's hit above: ${Math.round(o.requests.average)} req/s, ${Math.round(ours.cpuUsPerRequest)} µs CPU/request`,
+        ratio: `${pct(e.requests.average, o.requests.average)} of its req/s, CPU/request ${cpuRatio.toFixed(2)}×`,
+        goal: '≥ 90 % of its req/s, CPU/request ≤ 1.1×',
+        met: e.requests.average / o.requests.average >= 0.9 && cpuRatio <= 1.1 && e.non2xx === 0,
+      },
+      storm,
       {
         figure: 'RSS of one broker',
         value: `idle ${idle.toFixed(0)} MB, after the L1 load ${loaded.toFixed(0)} MB`,
@@ -452,6 +504,38 @@ async function l1AndMemory(stack: Stack, shared: Record<string, string>, billing
   } finally {
     await stopAll([broker, bare]);
   }
+}
+
+/**
+ * 50 tokens signed by the issuer's own key under random `kid`s, within the broker's first minute (25 at once,
+ * 25 one after another), then a genuine token: the key-set fetches the issuer saw from the broker's start.
+ */
+async function kidStorm(
+  broker: BrokerProcess,
+  github: GitHubActionsIssuer,
+  body: unknown,
+  [jwksFetches, discoveries]: [() => number, () => number],
+): Promise<Row> {
+  const started = performance.now();
+  const forged = await Promise.all(
+    Array.from({ length: 50 }, () =>
+      github.keys.sign(github.claims({ audience: AUDIENCE }), { typ: 'JWT', kid: randomUUID() }),
+    ),
+  );
+  const statuses = await Promise.all(forged.slice(0, 25).map((t) => post(`${broker.url}/token`, t, body)));
+  for (const t of forged.slice(25)) statuses.push(await post(`${broker.url}/token`, t, body));
+  const refused = statuses.filter((s) => s === 401).length;
+  const genuine = await post(`${broker.url}/token`, await github.mint({ audience: AUDIENCE }), body);
+  const seconds = (performance.now() - started) / 1000;
+  const [fetches, docs] = [jwksFetches(), discoveries()];
+  return {
+    figure: 'key-set fetches at an issuer while 50 tokens with random kids arrive in its first minute',
+    value: `${fetches} JWKS fetch${fetches === 1 ? '' : 'es'} and ${docs} discovery since the broker started (the start's warm-up included); ${refused}/50 answered 401 in ${seconds.toFixed(1)} s; a genuine token then ${genuine}`,
+    reference: '50 unknown kids',
+    ratio: `${fetches} per 50`,
+    goal: '≤ 2 fetches',
+    met: fetches <= 2 && refused === 50 && genuine === 200,
+  };
 }
 
 async function l2(stack: Stack, shared: Record<string, string>, platform: string): Promise<Row> {

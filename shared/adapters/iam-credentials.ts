@@ -1,6 +1,7 @@
 import { BrokerError } from '../errors.js';
 import { parseJsonObject, unverifiedExpiry } from '../json-object.js';
 import type { JwtClaims } from '../jwt/claims.js';
+import { DEFAULT_LIFETIME_SECONDS } from '../policy/lifetime.js';
 import { isRetryableStatus, parseRetryAfter } from '../retry.js';
 import { type HttpClient, type HttpResponse, sharedHttpClient } from './http.js';
 import type { BrokerIdentity } from './metadata-identity.js';
@@ -20,10 +21,12 @@ export interface IamToken {
  * `upstream_unavailable` (429, 5xx or network errors after retries).
  */
 export interface IamCredentials {
+  /** `lifetimeSeconds` is IAM's `lifetime` (3600 unless asked; more only for accounts the organisation policy lists). */
   generateAccessToken(
     account: string,
     scopes: readonly string[],
     delegates: readonly string[],
+    lifetimeSeconds?: number,
   ): Promise<IamToken>;
   /** Returns the signed JWT: IAM's header (with its `kid`), our claims, the account's system-managed key. */
   signJwt(account: string, claims: JwtClaims, delegates: readonly string[]): Promise<string>;
@@ -59,6 +62,7 @@ export function createIamCredentials(options: IamCredentialsOptions): IamCredent
     method: string,
     body: Record<string, unknown>,
     delegates: readonly string[],
+    lifetimeSeconds?: number,
   ): Promise<Record<string, unknown>> {
     const payload = JSON.stringify(
       delegates.length === 0 ? body : { ...body, delegates: delegates.map(resource) },
@@ -100,7 +104,7 @@ export function createIamCredentials(options: IamCredentialsOptions): IamCredent
           retryAfterMs: parseRetryAfter(header(res, 'retry-after'), now()),
         };
       }
-      throw await refusal(res, account, delegates);
+      throw await refusal(res, account, delegates, lifetimeSeconds);
     });
     if (!isExhausted(result)) return result;
     throw new BrokerError(
@@ -115,6 +119,7 @@ export function createIamCredentials(options: IamCredentialsOptions): IamCredent
     res: HttpResponse,
     account: string,
     delegates: readonly string[],
+    lifetimeSeconds: number | undefined,
   ): Promise<BrokerError> {
     const error = parseJsonObject(res.body)?.['error'];
     const e = typeof error === 'object' && error !== null ? (error as Record<string, unknown>) : {};
@@ -122,6 +127,8 @@ export function createIamCredentials(options: IamCredentialsOptions): IamCredent
       typeof e['status'] === 'string' && /^[A-Z_]{1,64}$/.test(e['status'])
         ? e['status']
         : `http_${res.status}`;
+    const lifetimeRefused = lifetimeRefusal(res.status, e['message'], lifetimeSeconds, account, status);
+    if (lifetimeRefused !== undefined) return lifetimeRefused;
     let remedy: string;
     switch (status) {
       case 'PERMISSION_DENIED': {
@@ -169,12 +176,14 @@ export function createIamCredentials(options: IamCredentialsOptions): IamCredent
   }
 
   return {
-    async generateAccessToken(account, scopes, delegates) {
+    async generateAccessToken(account, scopes, delegates, lifetimeSeconds) {
+      const lifetime = lifetimeSeconds ?? DEFAULT_LIFETIME_SECONDS;
       const body = await call(
         account,
         'generateAccessToken',
-        { scope: scopes, lifetime: '3600s' },
+        { scope: scopes, lifetime: `${lifetime}s` },
         delegates,
+        lifetime,
       );
       const token = body['accessToken'];
       const expireTime = body['expireTime'];
@@ -210,4 +219,35 @@ export function createIamCredentials(options: IamCredentialsOptions): IamCredent
 function header(res: HttpResponse, name: string): string | undefined {
   const v = res.headers[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** The organisation policy that lets IAM mint access tokens for more than an hour. */
+const LIFETIME_EXTENSION_CONSTRAINT = 'constraints/iam.allowServiceAccountCredentialLifetimeExtension';
+
+/**
+ * IAM's 400 for a lifetime over an hour, for an account the organisation
+ * policy does not list (docs/contract.md, "Long-lived tokens"): a 502 whose
+ * public text names the constraint (it is no secret), and whose remedy,
+ * for the log line only, names the account. Undefined for any other answer.
+ */
+function lifetimeRefusal(
+  httpStatus: number,
+  message: unknown,
+  lifetimeSeconds: number | undefined,
+  account: string,
+  status: string,
+): BrokerError | undefined {
+  if (httpStatus !== 400 || lifetimeSeconds === undefined || lifetimeSeconds <= DEFAULT_LIFETIME_SECONDS)
+    return undefined;
+  if (typeof message !== 'string' || !/lifetime|1 hour/i.test(message)) return undefined;
+  return new BrokerError(
+    'upstream_rejected',
+    `Google's IAM Credentials API refused a token lifetime of ${lifetimeSeconds} seconds (${status}): lifetimes over an hour need the account listed in the organisation policy ${LIFETIME_EXTENSION_CONSTRAINT}. Ask for ${DEFAULT_LIFETIME_SECONDS} seconds or less, or ask the broker's operators.`,
+    {
+      reason: 'lifetime_not_allowed',
+      upstreamError: status,
+      remedy: `add ${account} to the allowed values of the organisation policy ${LIFETIME_EXTENSION_CONSTRAINT}, or lower its maxLifetimeSeconds in the broker policy to ${DEFAULT_LIFETIME_SECONDS}.`,
+      upstreamBody: { status, message: message.slice(0, 500) },
+    },
+  );
 }

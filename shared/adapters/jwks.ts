@@ -3,17 +3,23 @@ import { BrokerError } from '../errors.js';
 import { type HttpClient, sharedHttpClient } from './http.js';
 
 export interface JwksCacheOptions {
-  url: string;
+  /** The key set's URL, or how to find it (an issuer's discovery document; `oidc-discovery.ts`), asked at each fetch. */
+  url: string | (() => Promise<string>);
   http?: HttpClient;
   timeoutMs?: number;
   /** Keys older than this are refreshed in the background; the old ones keep verifying meanwhile. */
   maxAgeMs?: number;
-  /** Least time between two fetches caused by an unknown `kid`, and longest wait after failed fetches. */
+  /** Least time between two fetches caused by an unknown `kid` (a minute), and longest wait after failed fetches. */
   cooldownMs?: number;
   /** Wait after the first failed fetch while no key is held; it doubles with each failure, up to `cooldownMs`. */
   retryMs?: number;
   now?: () => number;
+  /** Who publishes the keys, for the 503's text: "Google" or a policy issuer's name. */
+  owner?: string;
 }
+
+/** The largest key set read: Google's and GitHub's are about 2 KB. */
+const MAX_JWKS_BYTES = 256 * 1024;
 
 /**
  * A JWKS kept in memory for verifying caller tokens. Unlike a plain remote
@@ -26,7 +32,7 @@ export interface JwksCacheOptions {
  */
 export function createJwksCache(options: JwksCacheOptions): JWTVerifyGetKey & { refresh(): Promise<void> } {
   const maxAgeMs = options.maxAgeMs ?? 10 * 60_000;
-  const cooldownMs = options.cooldownMs ?? 30_000;
+  const cooldownMs = options.cooldownMs ?? 60_000;
   const retryMs = options.retryMs ?? 1_000;
   const now = options.now ?? Date.now;
   let set: ReturnType<typeof createLocalJWKSet> | undefined;
@@ -41,9 +47,11 @@ export function createJwksCache(options: JwksCacheOptions): JWTVerifyGetKey & { 
     inflight ??= (async () => {
       attemptedAt = now();
       try {
-        const res = await (options.http ?? sharedHttpClient).request(options.url, {
-          headers: { accept: 'application/json' },
+        const url = typeof options.url === 'string' ? options.url : await options.url();
+        const res = await (options.http ?? sharedHttpClient).request(url, {
+          headers: { accept: 'application/json, application/jwk-set+json' },
           timeoutMs: options.timeoutMs ?? 3000,
+          maxBytes: MAX_JWKS_BYTES,
         });
         if (res.status !== 200) throw new Error(`JWKS endpoint answered ${res.status}`);
         const json = JSON.parse(res.body) as JSONWebKeySet;
@@ -67,10 +75,11 @@ export function createJwksCache(options: JwksCacheOptions): JWTVerifyGetKey & { 
   const unavailable = (cause: unknown) =>
     new BrokerError(
       'upstream_unavailable',
-      'The keys that verify caller tokens cannot be fetched; retry later.',
+      `The keys that verify caller tokens${options.owner === undefined ? '' : ` of ${options.owner}`} cannot be fetched; retry later.`,
       {
         retryAfterSeconds: Math.max(1, Math.ceil((retryAt - now()) / 1000)),
         cause,
+        reason: 'keys_unavailable',
       },
     );
 
@@ -92,7 +101,7 @@ export function createJwksCache(options: JwksCacheOptions): JWTVerifyGetKey & { 
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (code !== 'ERR_JWKS_NO_MATCHING_KEY' || now() - attemptedAt < cooldownMs) throw err;
-      // An unknown kid: Google may have rotated its keys. Refetch once, within the cooldown.
+      // An unknown kid: the issuer may have rotated its keys. Refetch at most once per cooldown, whatever the kid.
       await refresh().catch(() => {});
       return (set as ReturnType<typeof createLocalJWKSet>)(header, token);
     }

@@ -1,5 +1,5 @@
 import { BrokerError } from '../errors.js';
-import { isServable, isServableStale } from '../lifetime.js';
+import { isServable, isServableStale, requiredLifetimeSeconds } from '../lifetime.js';
 import { SETTINGS } from '../settings.js';
 import { SingleFlight } from '../single-flight.js';
 import type { Generations, SharedTokenCache } from './shared-cache.js';
@@ -88,17 +88,28 @@ export class TokenStore {
 
   /**
    * Serves the token for `parts` with at least `minLifetimeSeconds` (and the
-   * skew) left, minting it with `mint` when no cache has one. Throws what
-   * `mint` throws, unless a stale token can be served instead.
+   * skew) left, and one that covers `lifetimeSeconds` when the request asks
+   * it (`requiredLifetimeSeconds`), minting it with `mint` when no cache has
+   * one. Throws what `mint` throws, unless a stale token can be served instead.
    */
-  async serve(parts: CacheKeyParts, minLifetimeSeconds: number, mint: () => Promise<Token>): Promise<Served> {
+  async serve(
+    parts: CacheKeyParts,
+    asked: number,
+    mint: () => Promise<Token>,
+    lifetimeSeconds?: number,
+  ): Promise<Served> {
     const o = this.#o;
+    const minLifetimeSeconds = requiredLifetimeSeconds(asked, lifetimeSeconds, o.refreshSkewSeconds);
     const seen = await this.#fromL1(parts);
     if (seen && isServable(seen.expiresAt, o.now(), o.refreshSkewSeconds, minLifetimeSeconds)) {
       this.#maybeRefreshAhead(parts, seen, mint);
       return served(seen, 'hit');
     }
-    const key = cacheKeyString(parts);
+    // A request for a lifetime mints apart from the others: a shorter token minted for them would not cover it.
+    const key =
+      lifetimeSeconds === undefined
+        ? cacheKeyString(parts)
+        : `${cacheKeyString(parts)}\nlifetime=${lifetimeSeconds}`;
     try {
       // One L2 lookup, and at most one mint, per key and process, however many requests wait for it.
       let result = await this.#flights.run(key, () => this.#resolve(parts, seen, minLifetimeSeconds, mint));
@@ -200,10 +211,17 @@ export class TokenStore {
    * The synchronous hit path: the L1 entry for `parts` when it is servable
    * and its generations were checked against L2 within `generationCheckMs`;
    * undefined otherwise (then `serve` decides). No promise and no I/O: this
-   * is what most requests cost. `mint` is for a refresh-ahead re-mint.
+   * is what most requests cost. `mint` is for a refresh-ahead re-mint;
+   * `lifetimeSeconds` as for `serve`.
    */
-  peek(parts: CacheKeyParts, minLifetimeSeconds: number, mint: () => Promise<Token>): Served | undefined {
+  peek(
+    parts: CacheKeyParts,
+    asked: number,
+    mint: () => Promise<Token>,
+    lifetimeSeconds?: number,
+  ): Served | undefined {
     const o = this.#o;
+    const minLifetimeSeconds = requiredLifetimeSeconds(asked, lifetimeSeconds, o.refreshSkewSeconds);
     const entry = o.l1.get(parts) as L1Entry | undefined;
     const now = o.now();
     if (entry === undefined || this.#generationCheckDue(entry, now)) return undefined;

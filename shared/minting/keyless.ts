@@ -30,7 +30,13 @@ export function createKeylessMinter(deps: KeylessMinterDeps): Minter<KeylessAcco
       switch (req.kind) {
         case 'token': {
           if (req.subject === undefined) {
-            const minted = await deps.iam.generateAccessToken(email, req.scopes, delegates);
+            // IAM's `lifetime`: the request's `lifetimeSeconds`, which the service checked against the account.
+            const minted = await deps.iam.generateAccessToken(
+              email,
+              req.scopes,
+              delegates,
+              req.lifetimeSeconds,
+            );
             return { ...minted, scope: req.scopes.join(' ') };
           }
           return mintByJwtBearer({

@@ -1,3 +1,4 @@
+import { issuerWarnings } from './issuers.js';
 import type { CompiledGrant, CompiledPolicy, ServiceAccountEntry } from './types.js';
 
 /**
@@ -14,6 +15,8 @@ export function policyFindings(policy: CompiledPolicy): string[] {
       `${open.join(', ')} ${open.length === 1 ? 'has' : 'have'} callers ["*"]: any caller with a Google ID token for this broker's audience can use ${open.length === 1 ? 'it' : 'them'}; only Cloud Run's IAM invoker check stands in the way. Name the callers, or a domain ("*@example.com").`,
     );
   }
+  const unguarded = issuerWarnings(policy.issuers);
+  if (unguarded !== undefined) findings.push(unguarded);
   const entries = [...policy.accounts.values()];
   const reached = new Set<ServiceAccountEntry>();
   for (const grant of policy.grants) {

@@ -2,6 +2,8 @@ import { SCOPE, TENANT_ID as TENANT, TOKEN_KINDS } from '../../packages/wire/rul
 import { canonicalEmail } from '../email.js';
 import { ConfigError } from '../errors.js';
 import { compileBoundary } from './boundary.js';
+import { compileAdmins, compileCallers, compileIssuers, compileRateLimitKeys } from './issuers.js';
+import { compileMaxLifetime } from './lifetime.js';
 import { compilePatterns } from './patterns.js';
 import {
   type CompiledGrant,
@@ -13,8 +15,8 @@ import {
 } from './types.js';
 
 const OPERATIONS: readonly Operation[] = TOKEN_KINDS;
-const TOP_KEYS = ['$schema', 'serviceAccounts', 'grants', 'admins', 'rateLimit', 'rateLimits'];
-const ACCOUNT_KEYS = ['email', 'key', 'keyless', 'delegates', 'tenant', 'tenants'];
+const TOP_KEYS = ['$schema', 'serviceAccounts', 'grants', 'admins', 'rateLimit', 'rateLimits', 'issuers'];
+const ACCOUNT_KEYS = ['email', 'key', 'keyless', 'delegates', 'tenant', 'tenants', 'maxLifetimeSeconds'];
 const GRANT_KEYS = [
   'callers',
   'serviceAccounts',
@@ -40,13 +42,24 @@ type Obj = Record<string, unknown>;
  * Validates a policy (docs/contract.md, "Policy") and compiles it for
  * evaluation. Throws one ConfigError listing every problem with its JSON
  * path, e.g. `grants[2].callers[0]: "Bob@" is not a valid email`.
+ * `allowLoopbackIssuers` (`BROKER_ALLOW_LOOPBACK_ISSUERS`) lets an issuer be
+ * `http:` on a loopback host.
  */
-export function compilePolicy(raw: unknown): CompiledPolicy {
+export function compilePolicy(
+  raw: unknown,
+  options: { allowLoopbackIssuers?: boolean } = {},
+): CompiledPolicy {
   const problems: string[] = [];
   const problem = (path: string, text: string) => problems.push(`${path}: ${text}`);
 
   const root = object(raw, 'policy', TOP_KEYS, problem);
   if (root === undefined) throw new ConfigError('policy', problems);
+
+  // Trusted issuers (issuers.ts): their names are the prefixes of principals in callers, admins and rateLimits.
+  const issuers = compileIssuers(root['issuers'], problem, {
+    allowLoopbackIssuers: options.allowLoopbackIssuers === true,
+  });
+  const issuerNames = new Set(issuers.map((i) => i.name));
 
   // Service accounts and tenants.
   const accounts = new Map<string, ServiceAccountEntry>();
@@ -105,6 +118,9 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
       });
     }
     const ids = tenantIds(a, path, problem);
+    const maxLifetimeSeconds = compileMaxLifetime(a['maxLifetimeSeconds'], keyless === true, (text) =>
+      problem(`${entryPath}.maxLifetimeSeconds`, text),
+    );
     if (email === undefined || ids === undefined) return;
     const base = {
       email,
@@ -114,7 +130,12 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
     };
     let entry: ServiceAccountEntry;
     if (keyless === true)
-      entry = Object.freeze({ ...base, mode: 'keyless', delegates: Object.freeze(delegates) });
+      entry = Object.freeze({
+        ...base,
+        mode: 'keyless',
+        delegates: Object.freeze(delegates),
+        maxLifetimeSeconds,
+      });
     else if (typeof key === 'string') entry = Object.freeze({ ...base, mode: 'keyed', key });
     else return;
     if (accounts.has(email)) return;
@@ -145,9 +166,12 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
         required,
         nonEmpty: g[field] !== undefined,
       });
-      return g[field] === undefined
-        ? undefined
-        : compilePatterns(values, { email }, (j, p) => problem(`${path}.${field}[${j}]`, p));
+      if (g[field] === undefined) return undefined;
+      const report = (j: number, p: string) => problem(`${path}.${field}[${j}]`, p);
+      // Callers are emails or the principals of trusted issuers (issuers.ts).
+      return field === 'callers'
+        ? compileCallers(values, issuerNames, report)
+        : compilePatterns(values, { email }, report);
     };
     const callers = patterns('callers', true, true) ?? (() => false);
     const serviceAccounts = patterns('serviceAccounts', true, false);
@@ -225,26 +249,25 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
   });
 
   // Admins and rate limits.
-  const admins = new Set<string>();
-  list(root['admins'], 'admins', problem, { required: false }).forEach((a, i) => {
-    const email = canonicalEmail(a);
-    if (email === undefined)
-      problem(`admins[${i}]`, `${JSON.stringify(a)} is not a valid email (admins are exact emails)`);
-    else admins.add(email);
-  });
+  // Admins and rate limits: exact emails, or principals (exact or a prefix), as issuers.ts compiles them.
+  const admins = compileAdmins(
+    list(root['admins'], 'admins', problem, { required: false }),
+    issuerNames,
+    canonicalEmail,
+    (i, text) => problem(`admins[${i}]`, text),
+  );
   const rateLimit =
     root['rateLimit'] === undefined ? undefined : limit(root['rateLimit'], 'rateLimit', problem);
-  const rateLimits = new Map<string, RateLimit>();
-  if (root['rateLimits'] !== undefined) {
-    const per = object(root['rateLimits'], 'rateLimits', undefined, problem);
-    for (const [caller, value] of Object.entries(per ?? {})) {
-      const email = canonicalEmail(caller);
-      if (email === undefined)
-        problem(`rateLimits[${JSON.stringify(caller)}]`, 'keys must be exact caller emails');
-      const l = limit(value, `rateLimits[${JSON.stringify(caller)}]`, problem);
-      if (email !== undefined && l !== undefined) rateLimits.set(email, l);
-    }
-  }
+  const per =
+    root['rateLimits'] === undefined ? {} : object(root['rateLimits'], 'rateLimits', undefined, problem);
+  const rateLimits = compileRateLimitKeys(
+    Object.entries(per ?? {}).map(
+      ([caller, value]) => [caller, limit(value, `rateLimits[${JSON.stringify(caller)}]`, problem)] as const,
+    ),
+    issuerNames,
+    canonicalEmail,
+    (caller, text) => problem(`rateLimits[${JSON.stringify(caller)}]`, text),
+  );
 
   for (const grant of grants) {
     const patterns = grantTenants.get(grant.index);
@@ -260,6 +283,7 @@ export function compilePolicy(raw: unknown): CompiledPolicy {
     admins,
     rateLimit,
     rateLimits,
+    issuers: Object.freeze(issuers),
   });
 }
 

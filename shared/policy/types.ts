@@ -33,6 +33,8 @@ export interface KeylessAccount extends AccountBase {
   readonly mode: 'keyless';
   /** The impersonation chain, canonical emails, first hop first; empty for a direct grant. */
   readonly delegates: readonly string[];
+  /** The longest `lifetimeSeconds` a request may ask (docs/contract.md, "Long-lived tokens"): 3600 unless the policy raises it, up to 43200. */
+  readonly maxLifetimeSeconds: number;
 }
 
 /** A per-caller request limit. */
@@ -68,7 +70,37 @@ export interface CompiledPolicy {
   /** The account with `tenants: ["*"]`, serving every tenant id not mapped exactly. */
   readonly anyTenant: ServiceAccountEntry | undefined;
   readonly grants: readonly CompiledGrant[];
-  readonly admins: ReadonlySet<string>;
+  /** Exact emails, exact principals and principal prefixes (`issuers.ts`). */
+  readonly admins: Pick<PrincipalLookup<true>, 'has'>;
   readonly rateLimit: RateLimit | undefined;
-  readonly rateLimits: ReadonlyMap<string, RateLimit>;
+  /** Per caller: exact emails and principals first, then the longest principal prefix. */
+  readonly rateLimits: Pick<PrincipalLookup<RateLimit>, 'get'>;
+  /** The OIDC issuers whose callers the broker trusts beside Google's (docs/contract.md, "Trusted issuers"). */
+  readonly issuers: readonly CompiledIssuer[];
+}
+
+/** A table keyed by caller (an email or a principal), with principal prefixes. */
+export interface PrincipalLookup<V> {
+  get(caller: string): V | undefined;
+  has(caller: string): boolean;
+}
+
+/** A trusted OIDC issuer of the policy, validated (docs/contract.md, "Trusted issuers"). */
+export interface CompiledIssuer {
+  /** Its position in the policy's `issuers`, for messages. */
+  readonly index: number;
+  /** The prefix of its callers' principals: `NAME:SUB`. */
+  readonly name: string;
+  /** The exact `iss` of its tokens, and where its discovery document is. */
+  readonly issuer: string;
+  /** A token's `aud` must be, or contain, one of these. */
+  readonly audiences: ReadonlySet<string>;
+  /** Every listed claim must be a string that matches (exact, or by prefix for a value ending in `*`). */
+  readonly claims: ReadonlyArray<{
+    readonly claim: string;
+    readonly text: string;
+    readonly matches: Matcher;
+  }>;
+  /** The key set's URL; otherwise read from `{issuer}/.well-known/openid-configuration`. */
+  readonly jwksUri: string | undefined;
 }

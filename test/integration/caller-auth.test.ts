@@ -83,9 +83,11 @@ async function rejects(v: ReturnType<typeof verifier>, authorization: string | u
 describe('caller authentication', () => {
   it('accepts a Google-style ID token and canonicalises the email', async () => {
     expect(await verifier().verify(`Bearer ${await token()}`, undefined)).toEqual({
+      principal: 'billing@acme.iam.gserviceaccount.com',
       email: 'billing@acme.iam.gserviceaccount.com',
       sub: '1234',
       iss: ISS,
+      issuer: undefined,
     });
   });
 
@@ -104,7 +106,13 @@ describe('caller authentication', () => {
     );
     const other = (await generateKeyPair('RS256')).privateKey;
     await rejects(v, `Bearer ${await token({}, {}, other)}`, /signature/);
-    await rejects(v, `Bearer ${await token({}, { kid: 'unknown' }, other)}`, /signature/);
+    await rejects(
+      v,
+      `Bearer ${await token({}, { kid: 'unknown' }, other)}`,
+      /`kid` is not in its issuer's key set/,
+    );
+    await rejects(v, `Bearer ${await token({}, { kid: undefined })}`, /names no `kid`/);
+    await rejects(v, `Bearer ${await token({ iat: now, exp: now + 86_401 })}`, /more than 24 hours/);
     await rejects(v, `Bearer ${await token({ aud: 'https://other.example.com' })}`, /another audience/);
     await rejects(v, `Bearer ${await token({ iss: 'https://evil.example.com' })}`, /wrong issuer/);
     await rejects(v, `Bearer ${await token({ iat: now - 7200, exp: now - 3600 })}`, /expired/);
@@ -152,9 +160,9 @@ describe('caller authentication', () => {
     jwksUp = false;
     const before = jwksFetches;
     await v.verify(`Bearer ${await token()}`, undefined);
-    now += 31_000; // past the refetch cooldown
-    await rejects(v, `Bearer ${await token({}, { kid: 'rotated' })}`, /signature/);
-    await rejects(v, `Bearer ${await token({}, { kid: 'rotated' })}`, /signature/);
+    now += 61_000; // past the refetch cooldown (a minute)
+    await rejects(v, `Bearer ${await token({}, { kid: 'rotated' })}`, /`kid`/);
+    await rejects(v, `Bearer ${await token({}, { kid: 'rotated' })}`, /`kid`/);
     expect(jwksFetches - before).toBe(1); // one refetch for the unknown kid, then the cooldown
     jwksUp = true;
   });

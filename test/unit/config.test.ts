@@ -134,6 +134,37 @@ describe('loadConfig', () => {
   });
 });
 
+describe("loadConfig and the policy's issuers", () => {
+  const withIssuer = (issuer: string) =>
+    JSON.stringify({
+      ...POLICY,
+      issuers: [{ name: 'ci', issuer, audiences: ['https://broker.example.com'] }],
+    });
+
+  it('takes a loopback http issuer only with BROKER_ALLOW_LOOPBACK_ISSUERS', () => {
+    const env = { ...base, BROKER_POLICY: withIssuer('http://127.0.0.1:9000') };
+    expect(problems(env)).toEqual([
+      'BROKER_POLICY: issuers[0].issuer: must be https (http on a loopback host only with BROKER_ALLOW_LOOPBACK_ISSUERS=true)',
+    ]);
+    const c = loadConfig({ ...env, BROKER_ALLOW_LOOPBACK_ISSUERS: 'true' }, io);
+    expect(c.allowLoopbackIssuers).toBe(true);
+    expect(c.policy.issuers.map((i) => i.issuer)).toEqual(['http://127.0.0.1:9000']);
+    expect(loadConfig(base, io).allowLoopbackIssuers).toBe(false);
+  });
+
+  it("refuses a policy issuer that is one of BROKER_ISSUERS: Google's callers keep their email", () => {
+    expect(
+      problems({
+        ...base,
+        BROKER_POLICY: withIssuer('https://issuer.example.com'),
+        BROKER_ISSUERS: 'https://accounts.google.com,https://issuer.example.com',
+      }),
+    ).toEqual([
+      "policy issuers[0].issuer: https://issuer.example.com is in BROKER_ISSUERS (Google's callers)",
+    ]);
+  });
+});
+
 describe('urlProblem (the wire rule for URLs a credential travels to)', () => {
   it('accepts https anywhere and http only on loopback', () => {
     expect(checkUrl('https://oauth2.googleapis.com/token')).toBeUndefined();

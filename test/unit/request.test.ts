@@ -31,6 +31,7 @@ describe('parseTokenRequest', () => {
       scopes: ['a', 'b'],
       subject: undefined,
       minLifetimeSeconds: 0,
+      lifetimeSeconds: undefined,
     });
   });
 
@@ -88,6 +89,39 @@ describe('parseTokenRequest', () => {
     expect(parseTokenRequest({ tenant: 'blue', scopes: [SCOPE], minLifetimeSeconds: 0 }).for).toEqual({
       tenant: 'blue',
     });
+  });
+});
+
+describe('lifetimeSeconds (docs/contract.md, "Long-lived tokens")', () => {
+  it('takes an integer from 1 to 43200 on token requests; whether the account allows it is decided later', () => {
+    const asked = (lifetimeSeconds: unknown) =>
+      parseTokenRequest({ serviceAccount: SA, scopes: [SCOPE], lifetimeSeconds }).lifetimeSeconds;
+    expect(asked(1)).toBe(1);
+    expect(asked(21_600)).toBe(21_600);
+    expect(asked(43_200)).toBe(43_200);
+    for (const bad of [0, -1, 43_201, 3600.5, '3600', null, true])
+      rejects(() => asked(bad), /"lifetimeSeconds" must be an integer from 1 to 43200/);
+  });
+
+  it('refuses a minimum above the lifetime, and lifetimeSeconds on jwt and idtoken', () => {
+    rejects(
+      () =>
+        parseTokenRequest({
+          serviceAccount: SA,
+          scopes: [SCOPE],
+          lifetimeSeconds: 600,
+          minLifetimeSeconds: 900,
+        }),
+      /"minLifetimeSeconds" cannot be more than "lifetimeSeconds"/,
+    );
+    rejects(
+      () => parseJwtRequest({ serviceAccount: SA, scopes: [SCOPE], lifetimeSeconds: 600 }),
+      /unknown field/,
+    );
+    rejects(
+      () => parseIdTokenRequest({ serviceAccount: SA, audience: 'https://x.example', lifetimeSeconds: 600 }),
+      /unknown field/,
+    );
   });
 });
 

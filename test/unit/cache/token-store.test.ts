@@ -320,3 +320,75 @@ describe('TokenStore over a shared cache', () => {
     expect(served).toMatchObject({ cache: 'miss', token: 'tok-2' });
   });
 });
+
+describe('TokenStore and long-lived tokens (docs/contract.md, "Long-lived tokens")', () => {
+  /** A minter that mints for the lifetime each request asks, as IAM does. */
+  function lifetimes(now: () => number) {
+    const asked: number[] = [];
+    return {
+      asked,
+      mintFor: (lifetimeSeconds: number) => async (): Promise<Token> => {
+        asked.push(lifetimeSeconds);
+        await new Promise((r) => setTimeout(r, 5));
+        return { token: `tok-${asked.length}-${lifetimeSeconds}`, expiresAt: now() + lifetimeSeconds * 1000 };
+      },
+    };
+  }
+  const SIX_HOURS = 21_600;
+
+  it('serves a long token to requests it covers (remaining > lifetimeSeconds − skew), and to those without lifetimeSeconds', async () => {
+    let t = 1_000_000_000;
+    const now = () => t;
+    const { store } = instance(new MemoryRedis(), now);
+    const m = lifetimes(now);
+    expect(await store.serve(parts, 0, m.mintFor(SIX_HOURS), SIX_HOURS)).toMatchObject({ cache: 'miss' });
+    // Within the skew (300 s) of its full life it covers another 6-hour request.
+    t += 299_000;
+    expect((await store.serve(parts, 0, m.mintFor(SIX_HOURS), SIX_HOURS)).cache).toBe('hit');
+    // And synchronously, from L1 (its generations were just checked).
+    expect(store.peek(parts, 0, m.mintFor(SIX_HOURS), SIX_HOURS)?.token).toBe(`tok-1-${SIX_HOURS}`);
+    // A request without lifetimeSeconds keeps today's rule: any token with more than the skew left.
+    expect((await store.serve(parts, 0, m.mintFor(3600))).token).toBe(`tok-1-${SIX_HOURS}`);
+    // A 2-hour request is covered for much longer.
+    t += 3 * 3600_000;
+    expect((await store.serve(parts, 0, m.mintFor(7200), 7200)).cache).toBe('hit');
+    expect(m.asked).toEqual([SIX_HOURS]);
+    // Past the skew, a 6-hour request gets a new 6-hour token, and the others get that one from then on.
+    const next = await store.serve(parts, 0, m.mintFor(SIX_HOURS), SIX_HOURS);
+    expect([next.cache, next.token]).toEqual(['miss', `tok-2-${SIX_HOURS}`]);
+    expect((await store.serve(parts, 0, m.mintFor(3600))).token).toBe(`tok-2-${SIX_HOURS}`);
+  });
+
+  it('a one-hour token never serves a 6-hour request, not even one that joins its mint', async () => {
+    const now = Date.now;
+    const { store } = instance(new MemoryRedis(), now);
+    const m = lifetimes(now);
+    const [short, long] = await Promise.all([
+      store.serve(parts, 0, m.mintFor(3600)),
+      store.serve(parts, 0, m.mintFor(SIX_HOURS), SIX_HOURS),
+    ]);
+    expect(short.expiresAt - now()).toBeLessThanOrEqual(3600_000);
+    expect(long.expiresAt - now()).toBeGreaterThan((SIX_HOURS - 300) * 1000);
+    expect(m.asked.sort()).toEqual([3600, SIX_HOURS].sort());
+  });
+
+  it('refreshes a long token ahead like any other, and serves it stale only if it still covers the request', async () => {
+    let t = 2_000_000_000;
+    const now = () => t;
+    const { store } = instance(new MemoryRedis(), now, { refreshAheadSeconds: 300 });
+    const m = lifetimes(now);
+    await store.serve(parts, 0, m.mintFor(SIX_HOURS), SIX_HOURS);
+    // Near its end, a plain hit is served and re-minted in the background.
+    t += (SIX_HOURS - 500) * 1000;
+    expect((await store.serve(parts, 0, m.mintFor(3600))).cache).toBe('hit');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(m.asked).toEqual([SIX_HOURS, 3600]);
+    // Google unreachable: a 2-hour request is not served the 1-hour token stale; a plain one is.
+    const down = async () => {
+      throw new BrokerError('upstream_unavailable', 'down');
+    };
+    t += 3400_000; // the 1-hour token has 200 s left: past the skew, more than stale's 60 s
+    await expect(store.serve(parts, 0, down, 7200)).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    expect((await store.serve(parts, 0, down)).cache).toBe('stale');
+  });
+});

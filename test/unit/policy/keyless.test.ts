@@ -32,6 +32,7 @@ describe('keyless entries in the policy', () => {
       shared: false,
       mode: 'keyless',
       delegates: [HOP],
+      maxLifetimeSeconds: 3600,
     });
     expect(p.tenants.get('violet')).toMatchObject({ mode: 'keyless', delegates: [] });
   });

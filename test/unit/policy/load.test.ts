@@ -66,7 +66,7 @@ describe('compilePolicy', () => {
   it.each([
     [
       { ...base(), extra: 1 },
-      'policy: unknown key "extra" (allowed: $schema, serviceAccounts, grants, admins, rateLimit, rateLimits)',
+      'policy: unknown key "extra" (allowed: $schema, serviceAccounts, grants, admins, rateLimit, rateLimits, issuers)',
     ],
     [{ ...base(), serviceAccounts: [] }, 'serviceAccounts: must not be empty'],
     [
@@ -149,7 +149,7 @@ describe('compilePolicy', () => {
     ],
     [
       { ...base(), admins: ['*@acme.com'] },
-      'admins[0]: "*@acme.com" is not a valid email (admins are exact emails)',
+      'admins[0]: "*@acme.com" is not a valid email (admins are exact emails, or principals: NAME:SUB or a prefix ending in `*`)',
     ],
     [
       { ...base(), rateLimit: { requests: 0, windowSeconds: 60 } },
@@ -157,7 +157,7 @@ describe('compilePolicy', () => {
     ],
     [
       { ...base(), rateLimits: { '*': { requests: 1, windowSeconds: 1 } } },
-      'rateLimits["*"]: keys must be exact caller emails',
+      'rateLimits["*"]: keys must be exact caller emails, or principals (NAME:SUB or a prefix ending in `*`)',
     ],
     [
       JSON.parse(
@@ -174,7 +174,7 @@ describe('compilePolicy', () => {
     expect(problems({ serviceAccounts: 'x', grants: {}, admins: [1] })).toEqual([
       'serviceAccounts: must be an array',
       'grants: must be an array',
-      'admins[0]: 1 is not a valid email (admins are exact emails)',
+      'admins[0]: 1 is not a valid email (admins are exact emails, or principals: NAME:SUB or a prefix ending in `*`)',
     ]);
   });
 });
