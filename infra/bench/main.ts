@@ -648,7 +648,7 @@ function loadTimes(): Row {
   };
 }
 
-const TENANT_REQUESTS = 500;
+const TENANT_REQUESTS = env('BENCH_TENANTS', 500);
 const DECISIONS = env('BENCH_DECISIONS', 20_000);
 
 /** Load time and one decision's time for 1, 500 and 5,000 tenants (in this process, the broker's own code). */

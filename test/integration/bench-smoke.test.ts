@@ -21,6 +21,8 @@ describe.runIf(redisAvailable || process.env['CI'] === 'true')('npm run bench, a
         BENCH_SEQUENTIAL: '50',
         BENCH_CACHE_TIMEOUT_MS: '5000',
         BENCH_DECISIONS: '2000',
+        // 100 tenants at once on each of 3 instances: the same coordination as 500, less load on a shared machine.
+        BENCH_TENANTS: '100',
       },
     });
     const json = JSON.parse(readFileSync(`${ROOT}.tmp/bench/bench.json`, 'utf8')) as {
@@ -58,8 +60,8 @@ describe.runIf(redisAvailable || process.env['CI'] === 'true')('npm run bench, a
     expect(row('metadata-server token fetches per 100 keyless mints').value).toMatch(/^[01]$/);
     row('broker time on a keyless mint beyond the IAM round trip');
     row('policy: load time and one decision');
-    const tenants = row("500 tenants' first requests on one shared account");
-    expect(tenants.value).toMatch(/^1 source mint, 500 STS exchanges \(1500\/1500 answered 200/);
+    const tenants = row("100 tenants' first requests on one shared account");
+    expect(tenants.value).toMatch(/^1 source mint, 100 STS exchanges \(300\/300 answered 200/);
     expect(tenants.met).toBe(true);
     row('bounded tenant token from L1');
     expect(row('Upstash commands per served token').value).toMatch(/L1 hit [\d.]+, L2 hit \d+, miss \d+/);
