@@ -1,7 +1,19 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BrokerProcess, ROOT } from '../../infra/broker-process.js';
 import { BIGQUERY, BILLING, REPORTING, type Stack, startStack } from './support/stack.js';
@@ -248,5 +260,37 @@ export const bad: BrokerClientErrorCode = 'no_such_code';
     });
     expect(`${tsc.stdout}${tsc.stderr}`).toBe('');
     expect(tsc.status).toBe(0);
+  });
+});
+
+// A fresh clone has no dist/ anywhere: `npm run pack:client` must make its own folders and print the
+// tarball's path, and that tarball must install alone into an empty directory with its bin. (.ci/run
+// does the same on CI's own fresh clone, after a real `npm install`.)
+describe('npm run pack:client on a tree with no dist/', () => {
+  it('makes dist/, prints the tarball path; `npm install <tgz>` then `npx broker-token --version` works in an empty directory', () => {
+    const clone = join(dir, 'clone');
+    const tracked = run('git', ['ls-files', '-z'], ROOT).split('\0').filter(Boolean);
+    for (const f of tracked) {
+      if (!existsSync(join(ROOT, f))) continue; // deleted in the work tree, not yet committed
+      mkdirSync(dirname(join(clone, f)), { recursive: true });
+      copyFileSync(join(ROOT, f), join(clone, f));
+    }
+    symlinkSync(join(ROOT, 'node_modules'), join(clone, 'node_modules'));
+    expect(existsSync(join(clone, 'dist'))).toBe(false);
+    expect(existsSync(join(clone, 'packages/client/dist'))).toBe(false);
+
+    const printed = run('npm', ['run', '--silent', 'pack:client'], clone).trim();
+    const version = (JSON.parse(readFileSync(join(PKG, 'package.json'), 'utf8')) as { version: string })
+      .version;
+    expect(printed).toBe(join(clone, 'dist', `${NAME}-${version}.tgz`));
+    expect(statSync(printed).size).toBeGreaterThan(10_000);
+
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    run('npm', ['install', printed, '--offline', '--no-audit', '--no-fund'], empty);
+    expect(readdirSync(join(empty, 'node_modules')).filter((d) => !d.startsWith('.'))).toEqual([NAME]);
+    expect(run('npx', ['--no-install', 'broker-token', '--version'], empty).trim()).toBe(
+      `broker-token ${version}`,
+    );
   });
 });
