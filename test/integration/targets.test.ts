@@ -75,14 +75,21 @@ describe('configuration is checked at start', () => {
 
 describe('npm start', () => {
   it('runs the whole stack and serves a keyed token, a keyless delegated token and a token-exchange token end to end', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, [`${ROOT}dist/infra/start.js`, '--once'], {
-      cwd: ROOT,
-      timeout: 60_000,
-    });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [`${ROOT}dist/infra/start.js`, '--once', '--port', '0'],
+      {
+        cwd: ROOT,
+        timeout: 60_000,
+      },
+    );
     expect(stdout).toContain('End to end: OK');
     expect(stdout).toContain('broker; fwd=miss');
     expect(stdout).toContain('broker; hit');
-    expect(stdout).toMatch(/curl -sS -X POST http:\/\/127\.0\.0\.1:\d+\/token/);
+    expect(stdout).toMatch(
+      /^export BROKER_URL=http:\/\/127\.0\.0\.1:\d+ BROKER_AUDIENCE=https:\/\/broker\.local\.test$/m,
+    );
+    expect(stdout).toContain('curl -sS -X POST "$BROKER_URL/token"');
     expect(stdout).toContain(
       'minted keyless: IAM signJwt calls 1, Secret Manager reads for it 0 (audit: accountMode "keyless")',
     );
