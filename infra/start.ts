@@ -10,8 +10,9 @@
  *   npm start -- --port 9000          # broker on 9000, stand-ins on 9001… (0: random ports)
  *   npm start -- --policy my.json     # your policy: its accounts are made up at the stand-ins
  *   npm start -- --once               # runs the demo and exits (used by the tests)
+ *   npm start -- --dir DIR            # the demo's policy, keys and log there, not in .tmp/demo
  */
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { ROOT, startBrokerProcess } from './broker-process.js';
@@ -84,7 +85,7 @@ function exampleOf(policy: Record<string, unknown>, demo: boolean) {
 async function main(options: StartOptions): Promise<void> {
   const { ports } = options;
   await checkPortsFree(ports);
-  const dir = join(ROOT, '.tmp', 'demo');
+  const dir = options.dir === undefined ? join(ROOT, '.tmp', 'demo') : resolve(options.dir);
   mkdirSync(dir, { recursive: true });
 
   step('Starting the local stand-ins for Google and Secret Manager');
@@ -123,7 +124,9 @@ async function main(options: StartOptions): Promise<void> {
   if (demo) {
     step('Writing the demo policy, and making its accounts at the stand-ins');
     policy = demoPolicy();
-    writeFileSync(policyFile, `${JSON.stringify(policy, null, 2)}\n`);
+    // Whole or not at all: a broker still running from an earlier start may read it.
+    writeFileSync(`${policyFile}.tmp`, `${JSON.stringify(policy, null, 2)}\n`);
+    renameSync(`${policyFile}.tmp`, policyFile);
   } else {
     step(`Your policy ${policyFile}: making its accounts at the stand-ins`);
     policy = JSON.parse(readFileSync(policyFile, 'utf8')) as Record<string, unknown>;

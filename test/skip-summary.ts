@@ -43,12 +43,19 @@ const CAUSES: Cause[] = [
   },
 ];
 
-/** The closing line for these skipped counts per test file (source text by file). */
-export function skipLine(skipped: ReadonlyMap<string, number>, source: (file: string) => string): string {
+/**
+ * The closing line for these skipped counts per test file (source text by file); `lacking` says
+ * whether this machine lacks what a marker stands for.
+ */
+export function skipLine(
+  skipped: ReadonlyMap<string, number>,
+  source: (file: string) => string,
+  lacking: (marker: string) => boolean = (m) => CAUSES.find((c) => c.marker === m)?.lacking() ?? false,
+): string {
   const byCause = new Map<Cause | undefined, { tests: number; files: string[] }>();
   for (const [file, count] of skipped) {
     const text = source(file);
-    const cause = CAUSES.find((c) => text.includes(c.marker) && c.lacking());
+    const cause = CAUSES.find((c) => text.includes(c.marker) && lacking(c.marker));
     const entry = byCause.get(cause) ?? { tests: 0, files: [] };
     entry.tests += count;
     entry.files.push(relative(ROOT, file));

@@ -33,13 +33,15 @@ export interface StartOptions {
   ports: Record<Service, number>;
   /** The user's policy instead of the demo's. */
   policyFile?: string;
+  /** Where the demo's policy, keys and the broker's log go; default `.tmp/demo` in the repository. */
+  dir?: string;
 }
 
-const USAGE = 'usage: npm start -- [--port N] [--policy FILE] [--once]';
+const USAGE = 'usage: npm start -- [--port N] [--policy FILE] [--dir DIR] [--once]';
 
 /** Reads `npm start`'s flags. Throws an Error with the usage line on any problem. */
 export function parseStartOptions(argv: readonly string[]): StartOptions {
-  let values: { once?: boolean; port?: string; policy?: string; help?: boolean };
+  let values: { once?: boolean; port?: string; policy?: string; dir?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -47,6 +49,7 @@ export function parseStartOptions(argv: readonly string[]): StartOptions {
         once: { type: 'boolean' },
         port: { type: 'string' },
         policy: { type: 'string' },
+        dir: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -63,5 +66,11 @@ export function parseStartOptions(argv: readonly string[]): StartOptions {
     Object.entries(PORT_OFFSETS).map(([service, offset]) => [service, base === 0 ? 0 : base + offset]),
   ) as Record<Service, number>;
   if (values.policy === '') throw new Error(`--policy takes a file\n${USAGE}`);
-  return { once: values.once === true, ports, ...(values.policy ? { policyFile: values.policy } : {}) };
+  if (values.dir === '') throw new Error(`--dir takes a folder\n${USAGE}`);
+  return {
+    once: values.once === true,
+    ports,
+    ...(values.policy ? { policyFile: values.policy } : {}),
+    ...(values.dir ? { dir: values.dir } : {}),
+  };
 }

@@ -8,13 +8,23 @@ import { DEFAULT_PORT } from '../../infra/start/options.js';
 import { tryItCommands } from '../../infra/start/try-it.js';
 import { pythonAvailable } from '../support/python.js';
 
-// docs/calling.md's "Try it locally", as a user follows it: `npm start` (the built start.js, on its
-// default fixed ports), then the doc's block of commands pasted into another shell. Each command must
+// docs/calling.md's "Try it locally", as a user follows it: `npm start` (the built start.js), then the
+// doc's block of commands pasted into another shell. The block is run as written but for its ports: the
+// stack runs on a random base (`--port`), so that two runs on one machine (two clones) never collide,
+// and the doc's default ports are replaced by that base's (the first test shows the block is what
+// `npm start` prints for the default ports). Each command must
 // print a token that the Google stand-in's tokeninfo accepts (Python's with no scopes: cloud-platform),
 // `npm start` must show each request as a line, and the saved credential file must work after a restart.
 
 const DOC = readFileSync(join(ROOT, 'docs/calling.md'), 'utf8');
-const GOOGLE = `http://127.0.0.1:${DEFAULT_PORT + 1}`;
+/** The port base of this run, and the doc's block with its ports moved there. */
+const BASE = 20_000 + Math.floor(Math.random() * 400) * 20;
+const GOOGLE = `http://127.0.0.1:${BASE + 1}`;
+const atBase = (text: string) =>
+  text.replace(
+    /127\.0\.0\.1:(\d+)/g,
+    (_m, port: string) => `127.0.0.1:${Number(port) - DEFAULT_PORT + BASE}`,
+  );
 const python = pythonAvailable();
 
 /** The doc's fenced `sh` blocks in the section `heading`. */
@@ -113,15 +123,16 @@ describe('docs/calling.md, "Try it locally"', () => {
 
   it('its commands, pasted into another shell, give tokens through curl, the CLI, Python google-auth with no scopes and Node; npm start shows each request; the saved file works after a restart', async () => {
     rmSync(join(ROOT, '.tmp/credentials.json'), { force: true });
-    const first = await npmStart();
+    const first = await npmStart(['--port', String(BASE)]);
     running.push(first);
     expect(first.out()).toContain('End to end: OK');
     expect(first.out()).toContain(
-      `export BROKER_URL=http://127.0.0.1:${DEFAULT_PORT} BROKER_AUDIENCE=https://broker.local.test`,
+      `export BROKER_URL=http://127.0.0.1:${BASE} BROKER_AUDIENCE=https://broker.local.test`,
     );
     expect(first.out()).toContain('export BROKER_JWKS_URL=');
 
-    let commands = shellBlocks('Try it locally')[1] ?? '';
+    let commands = atBase(shellBlocks('Try it locally')[1] ?? '');
+    expect(commands).toContain(`GCE_METADATA_HOST=127.0.0.1:${BASE + 7} `);
     if (!python) commands = commands.replace(/^\.venv\/bin\/python .*$/m, 'echo no-python');
     const out = await bash(commands);
     const tokens = [...out.matchAll(/ya29\.[\w-]+/g)].map((m) => m[0]);
@@ -156,7 +167,7 @@ describe('docs/calling.md, "Try it locally"', () => {
 
     // A restart on the same ports: the credential file saved above works as it is.
     await first.stop();
-    const second = await npmStart();
+    const second = await npmStart(['--port', String(BASE)]);
     running.push(second);
     const again = await bash(
       python
@@ -198,7 +209,7 @@ describe('npm start -- --policy FILE --port 0', () => {
         ],
       }),
     );
-    const started = await npmStart(['--policy', policyFile, '--port', '0']);
+    const started = await npmStart(['--policy', policyFile, '--port', '0', '--dir', scratch]);
     running.push(started);
     const out = started.out();
     expect(out).not.toContain('End to end');

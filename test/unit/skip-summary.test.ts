@@ -22,6 +22,7 @@ describe('skipLine', () => {
         [`${ROOT}/test/integration/b.test.ts`, 1],
       ]),
       (f) => sources[f] ?? '',
+      (marker) => marker === 'pythonAvailable',
     );
     expect(line).toMatch(/^skipped: 4 tests; /);
     expect(line).toContain('1 skipped in code (test/integration/b.test.ts)');

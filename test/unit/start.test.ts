@@ -30,7 +30,7 @@ describe('parseStartOptions', () => {
     [['--prot', '9000']],
   ])('refuses %j with the usage line', (argv) => {
     expect(() => parseStartOptions(argv)).toThrow(
-      /usage: npm start -- \[--port N\] \[--policy FILE\] \[--once\]/,
+      /usage: npm start -- \[--port N\] \[--policy FILE\] \[--dir DIR\] \[--once\]/,
     );
   });
 });
