@@ -5,6 +5,8 @@
  * `external_account` credential file for Google's own libraries. `--help`
  * lists the commands, environment variables and exit codes.
  */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { BrokerClient, BrokerClientError, type BrokerToken, googleIdTokenSource } from '../index.js';
 import { type Plan, parseCommandLine, UsageError } from './arguments.js';
 import { render } from './output.js';
@@ -101,7 +103,21 @@ export async function main(
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('broker-token')) {
+/**
+ * Whether this module is the program itself (`node dist/cli.js`, or the `broker-token` bin, a link to
+ * it), and not imported by another program (the repository's `broker-token`, which adds `policy`).
+ */
+function isProgram(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isProgram()) {
   main(
     process.argv.slice(2),
     process.env,
