@@ -10,6 +10,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     maxWorkers: 3,
     sequence: { sequencer: SlowFirst },
+    // The run ends with one line saying what was skipped and the command that un-skips it.
+    reporters: ['default', './test/skip-summary.ts'],
     projects: [
       {
         extends: true,

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 /**
- * Builds `dist/` and the deployed bundle once, so that integration tests can
+ * Builds `dist/`, the deployed bundle and the client package once, so that integration tests can
  * start real broker processes from it (type errors are reported by `npm run typecheck`; here
  * they only warn, since tsc still emits). Then, for the whole run, captures
  * every broker log line and every secret the stand-ins hand out, and after
@@ -31,6 +31,13 @@ export default function setup(): () => void {
   });
   if (bundle.status !== 0)
     throw new Error(`global-setup: the bundle failed:\n${bundle.stdout}${bundle.stderr}`);
+  // And the client package, whose broker-token bin tests run as a user would (`npx broker-token`).
+  const client = spawnSync(process.execPath, [`${root}packages/client/build.mjs`], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  if (client.status !== 0)
+    throw new Error(`global-setup: the client package failed to build:\n${client.stdout}${client.stderr}`);
   const dir = mkdtempSync(join(tmpdir(), 'broker-capture-'));
   process.env['BROKER_TEST_CAPTURE_DIR'] = dir;
   return () => {

@@ -11,6 +11,8 @@ export interface StandInProcessOptions {
   keyless: string[];
   /** `roles/iam.serviceAccountTokenCreator` grants: [account, member]. */
   grants: Array<[string, string]>;
+  /** Keyed service accounts: a key file each (made when missing), whose public key `/token` accepts. */
+  keyed: Array<{ email: string; file: string }>;
 }
 
 const EMAIL = /^[^\s@,=]+@[^\s@,=]+$/;
@@ -20,6 +22,8 @@ const EMAIL = /^[^\s@,=]+@[^\s@,=]+$/;
  * `GOOGLE_STANDIN_*` variables; throws one error that lists every problem.
  * With keyless accounts and a metadata server but no `--grant`, each keyless
  * account grants the metadata server's account (the usual local demo).
+ * `--keyed EMAIL=KEY_FILE` registers a keyed account from its key file, made
+ * first when it does not exist.
  */
 export function parseStandInOptions(
   argv: readonly string[],
@@ -34,6 +38,7 @@ export function parseStandInOptions(
       'metadata-email': { type: 'string' },
       'metadata-project': { type: 'string' },
       keyless: { type: 'string', multiple: true },
+      keyed: { type: 'string', multiple: true },
       grant: { type: 'string', multiple: true },
     },
     strict: true,
@@ -57,7 +62,16 @@ export function parseStandInOptions(
     iamPort: port(values['iam-port'], 'GOOGLE_STANDIN_IAM_PORT', 8087),
     keyless: list(values.keyless, 'GOOGLE_STANDIN_KEYLESS'),
     grants: [],
+    keyed: [],
   };
+  for (const k of list(values.keyed, 'GOOGLE_STANDIN_KEYED')) {
+    const at = k.indexOf('=');
+    const email = k.slice(0, at);
+    const file = k.slice(at + 1);
+    if (at <= 0 || !EMAIL.test(email) || file === '')
+      problems.push(`keyed account: expected EMAIL=KEY_FILE, got ${k}`);
+    else options.keyed.push({ email, file });
+  }
   for (const email of options.keyless)
     if (!EMAIL.test(email)) problems.push(`keyless account: not an email: ${email}`);
   const metadataEmail = values['metadata-email'] ?? env['GOOGLE_STANDIN_METADATA_EMAIL'];

@@ -14,7 +14,7 @@
  * missing) and prints the tarball's path.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -32,6 +32,8 @@ try {
   process.exit(1);
 }
 
+const { version } = JSON.parse(readFileSync(`${here}package.json`, 'utf8'));
+
 rmSync(`${here}dist`, { recursive: true, force: true });
 try {
   await esbuild.build({
@@ -47,6 +49,8 @@ try {
     platform: 'node',
     target: 'node20',
     chunkNames: 'chunks/[name]-[hash]',
+    // `broker-token --version` (src/cli/version.ts).
+    define: { BROKER_TOKEN_VERSION: JSON.stringify(version) },
     logLevel: 'silent',
     plugins: [walls({ root, client: here })],
   });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,14 @@ import {
   IdentityPoolClient,
   PluggableAuthClient,
 } from 'google-auth-library';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type GitHubActionsIssuer,
+  type GoogleStandIn,
+  type KubernetesIssuer,
+  startGoogleStandIn,
+} from '../../infra/google/server.js';
 import { main } from '../../packages/client/src/cli/broker-token.js';
 import { pythonAvailable, runPython } from '../support/python.js';
 
@@ -297,3 +304,281 @@ print(json.dumps({"module": type(creds).__module__, "class": type(creds).__name_
     });
   },
 );
+
+// Callers outside Google Cloud: a GitHub Actions job and a Kubernetes pod. The files below are what
+// `credential-config --github-actions` and `--kubernetes-token` write; Google's libraries must read the
+// subject token from the GitHub-like issuer's ID token URL and from a projected token file, and send it
+// as a JWT. (Whether the broker accepts those issuers is its policy's business, tested with it.)
+describe('credential files for GitHub Actions and Kubernetes callers', () => {
+  const BROKER = 'https://broker.test.example';
+  const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+  let google: GoogleStandIn;
+  let github: GitHubActionsIssuer;
+  let kubernetes: KubernetesIssuer;
+  beforeAll(async () => {
+    google = await startGoogleStandIn();
+    github = await google.startGitHubIssuer();
+    kubernetes = await google.startKubernetesIssuer();
+  });
+  afterAll(async () => google?.close());
+
+  const jobEnv = () => ({
+    ACTIONS_ID_TOKEN_REQUEST_URL: github.idTokenRequestUrl,
+    ACTIONS_ID_TOKEN_REQUEST_TOKEN: github.requestToken,
+  });
+
+  async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(
+      args,
+      env,
+      (s) => out.push(s),
+      (s) => err.push(s),
+    );
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  }
+
+  /** The exchange's subject token, checked against the issuer's published keys. */
+  async function verifiedSubject(jwksUrl: string): Promise<Record<string, unknown>> {
+    const form = lastExchange();
+    expect(form.get('subject_token_type')).toBe(JWT_TYPE);
+    expect(form.get('audience')).toBe(`//token-broker/serviceAccounts/${SA}`);
+    const { payload } = await jwtVerify(
+      form.get('subject_token') ?? '',
+      createRemoteJWKSet(new URL(jwksUrl)),
+    );
+    return payload as Record<string, unknown>;
+  }
+
+  it('--github-actions writes the job ID token URL with the broker audience, its request token as bearer, json field "value", type jwt; 0600', async () => {
+    const path = join(dir, 'github.json');
+    const r = await cli(
+      [
+        'credential-config',
+        '--url',
+        base,
+        '--impersonate-service-account',
+        SA,
+        '--github-actions',
+        '--broker-audience',
+        BROKER,
+        '--output-file',
+        path,
+      ],
+      jobEnv(),
+    );
+    expect(r).toMatchObject({ code: 0, out: '' });
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual({
+      type: 'external_account',
+      audience: `//token-broker/serviceAccounts/${SA}`,
+      subject_token_type: JWT_TYPE,
+      token_url: `${base}/sts`,
+      credential_source: {
+        url: `${github.idTokenRequestUrl}&audience=${encodeURIComponent(BROKER)}`,
+        headers: { Authorization: `bearer ${github.requestToken}` },
+        format: { type: 'json', subject_token_field_name: 'value' },
+      },
+    });
+  });
+
+  it("google-auth-library's IdentityPoolClient gets the job's ID token from that URL and sends it as the subject token", async () => {
+    const path = join(dir, 'github.json');
+    await cli(
+      [
+        'credential-config',
+        '--url',
+        base,
+        '--impersonate-service-account',
+        SA,
+        '--github-actions',
+        '--broker-audience',
+        BROKER,
+        '--output-file',
+        path,
+      ],
+      jobEnv(),
+    );
+    seen.length = 0;
+    const before = github.stats.tokensIssued;
+    const client = await new GoogleAuth({ keyFilename: path }).getClient();
+    expect(client).toBeInstanceOf(IdentityPoolClient);
+    expect((await client.getAccessToken()).token).toMatch(/^ya29\.from-sts-/);
+    expect(github.stats.tokensIssued).toBe(before + 1);
+    const claims = await verifiedSubject(github.jwksUrl);
+    expect(claims).toMatchObject({
+      iss: github.issuer,
+      aud: BROKER,
+      sub: 'repo:octo-org/octo-repo:ref:refs/heads/main',
+      repository: 'octo-org/octo-repo',
+    });
+  });
+
+  it('--github-actions outside a job, or to standard output, is a usage error (exit 2) that writes nothing', async () => {
+    const base_ = [
+      'credential-config',
+      '--url',
+      base,
+      '--impersonate-service-account',
+      SA,
+      '--github-actions',
+    ];
+    const outside = await cli([...base_, '--output-file', join(dir, 'never.json')]);
+    expect(outside.code).toBe(2);
+    expect(outside.err).toContain('$ACTIONS_ID_TOKEN_REQUEST_URL and $ACTIONS_ID_TOKEN_REQUEST_TOKEN');
+    const toStdout = await cli(base_, jobEnv());
+    expect(toStdout).toMatchObject({ code: 2, out: '' });
+    expect(toStdout.err).toContain('give --output-file');
+    expect(toStdout.err).not.toContain(github.requestToken);
+    expect(existsSync(join(dir, 'never.json'))).toBe(false);
+  });
+
+  it('--kubernetes-token writes a file source (text, type jwt); the library reads the projected token, and the refreshed one next time', async () => {
+    const tokenPath = join(dir, 'var/run/secrets/tokens/broker');
+    const projected = await kubernetes.projectToken(tokenPath, {
+      namespace: 'jobs',
+      serviceAccount: 'calendar-sync',
+      audiences: [BROKER],
+    });
+    const path = join(dir, 'kubernetes.json');
+    const r = await cli([
+      'credential-config',
+      '--url',
+      base,
+      '--impersonate-service-account',
+      SA,
+      '--kubernetes-token',
+      tokenPath,
+      '--output-file',
+      path,
+    ]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual({
+      type: 'external_account',
+      audience: `//token-broker/serviceAccounts/${SA}`,
+      subject_token_type: JWT_TYPE,
+      token_url: `${base}/sts`,
+      credential_source: { file: tokenPath, format: { type: 'text' } },
+    });
+    seen.length = 0;
+    const first = await new GoogleAuth({ keyFilename: path }).getClient();
+    expect(first).toBeInstanceOf(IdentityPoolClient);
+    await first.getAccessToken();
+    expect(lastExchange().get('subject_token')).toBe(projected.token);
+    expect(await verifiedSubject(kubernetes.jwksUrl)).toMatchObject({
+      iss: kubernetes.issuer,
+      aud: [BROKER],
+      sub: 'system:serviceaccount:jobs:calendar-sync',
+    });
+    // The kubelet rotates the file; a client reading it afresh sends the new token.
+    const rotated = await projected.refresh();
+    await (await new GoogleAuth({ keyFilename: path }).getClient()).getAccessToken();
+    expect(lastExchange().get('subject_token')).toBe(rotated);
+  });
+
+  it("gcloud's own flags make the same GitHub file: --credential-source-url, -headers, -type json, -field-name, --subject-token-type jwt", async () => {
+    const url = `${github.idTokenRequestUrl}&audience=${encodeURIComponent(BROKER)}`;
+    const r = await cli([
+      'credential-config',
+      '--url',
+      base,
+      '--impersonate-service-account',
+      SA,
+      '--credential-source-url',
+      url,
+      '--credential-source-headers',
+      `Authorization=bearer ${github.requestToken}`,
+      '--credential-source-type',
+      'json',
+      '--credential-source-field-name',
+      'value',
+      '--subject-token-type',
+      'jwt',
+    ]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({
+      subject_token_type: JWT_TYPE,
+      credential_source: {
+        url,
+        headers: { Authorization: `bearer ${github.requestToken}` },
+        format: { type: 'json', subject_token_field_name: 'value' },
+      },
+    });
+    for (const bad of [
+      ['--credential-source-type', 'json'],
+      ['--credential-source-type', 'yaml'],
+      ['--credential-source-field-name', 'value'],
+      ['--subject-token-type', 'saml2'],
+    ]) {
+      const refused = await cli([
+        'credential-config',
+        '--url',
+        base,
+        '--impersonate-service-account',
+        SA,
+        '--credential-source-file',
+        '/t',
+        ...bad,
+      ]);
+      expect(refused.code, bad.join(' ')).toBe(2);
+    }
+  });
+
+  it.skipIf(!python)(
+    "Python google-auth reads the job's ID token URL and the projected file the same way",
+    async () => {
+      const script = `
+import json, os
+import google.auth
+from google.auth.transport.requests import Request
+creds, _ = google.auth.load_credentials_from_file(os.environ["CRED_FILE"])
+creds.refresh(Request())
+print(json.dumps({"module": type(creds).__module__, "token": creds.token}))
+`;
+      const gh = join(dir, 'github.json');
+      await cli(
+        [
+          'credential-config',
+          '--url',
+          base,
+          '--impersonate-service-account',
+          SA,
+          '--github-actions',
+          '--broker-audience',
+          BROKER,
+          '--output-file',
+          gh,
+        ],
+        jobEnv(),
+      );
+      seen.length = 0;
+      expect(JSON.parse(await runPython(script, { CRED_FILE: gh }))).toMatchObject({
+        module: 'google.auth.identity_pool',
+        token: expect.stringMatching(/^ya29\.from-sts-/),
+      });
+      expect(await verifiedSubject(github.jwksUrl)).toMatchObject({ iss: github.issuer, aud: BROKER });
+
+      const k8s = join(dir, 'kubernetes.json');
+      const projected = await kubernetes.projectToken(join(dir, 'py-token'), {
+        namespace: 'jobs',
+        serviceAccount: 'py',
+        audiences: [BROKER],
+      });
+      await cli([
+        'credential-config',
+        '--url',
+        base,
+        '--impersonate-service-account',
+        SA,
+        '--kubernetes-token',
+        projected.path,
+        '--output-file',
+        k8s,
+      ]);
+      await runPython(script, { CRED_FILE: k8s });
+      expect(lastExchange().get('subject_token')).toBe(projected.token);
+      expect(lastExchange().get('subject_token_type')).toBe(JWT_TYPE);
+    },
+  );
+});

@@ -1,12 +1,24 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BrokerProcess, ROOT } from '../../infra/broker-process.js';
 import { BIGQUERY, BILLING, REPORTING, type Stack, startStack } from './support/stack.js';
 
-// The client's own npm package, as a user gets it: built, packed with `npm pack`, installed from
+// The client's own npm package, as a user gets it: packed by `npm run pack:client` on a fresh clone, installed from
 // the tarball into an empty project without the optional peer (google-auth-library), then used
 // from a .mjs file against a real broker and type-checked from a tiny TypeScript consumer.
 
@@ -16,7 +28,12 @@ let dir: string;
 let consumer: string;
 let stack: Stack;
 let broker: BrokerProcess;
-let packed: { filename: string; size: number; unpackedSize: number; files: Array<{ path: string }> };
+let clone: string;
+let hadDist: boolean;
+/** What `npm run pack:client` printed: the tarball's path. */
+let printed: string;
+/** The tarball's files. */
+let files: string[];
 
 function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}) {
   const r = spawnSync(cmd, args, {
@@ -64,10 +81,31 @@ function measure(nodeModules: string): { packages: string[]; bytes: number } {
   return { packages, bytes };
 }
 
+/**
+ * A fresh clone, as far as the client is concerned: the tracked files (as in the work tree) and no
+ * dist/ anywhere; node_modules is linked, as `npm install` would make it. The packing happens there,
+ * so that no test rebuilds the repository's own packages/client/dist while others run its CLI.
+ */
+function freshClone(to: string): void {
+  const tracked = run('git', ['ls-files', '-z'], ROOT).split('\0').filter(Boolean);
+  for (const f of tracked) {
+    if (!existsSync(join(ROOT, f))) continue; // deleted in the work tree, not yet committed
+    mkdirSync(dirname(join(to, f)), { recursive: true });
+    copyFileSync(join(ROOT, f), join(to, f));
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(to, 'node_modules'));
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'client-package-'));
-  run(process.execPath, [join(PKG, 'build.mjs')], PKG);
-  [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', dir], PKG)) as [typeof packed];
+  clone = join(dir, 'clone');
+  freshClone(clone);
+  hadDist = existsSync(join(clone, 'dist')) || existsSync(join(clone, 'packages/client/dist'));
+  printed = run('npm', ['run', '--silent', 'pack:client'], clone).trim();
+  files = run('tar', ['-tzf', printed], dir)
+    .split('\n')
+    .filter(Boolean)
+    .map((f) => f.replace(/^package\//, ''));
   consumer = join(dir, 'consumer');
   mkdirSync(consumer);
   writeFileSync(
@@ -76,15 +114,7 @@ beforeAll(async () => {
   );
   run(
     'npm',
-    [
-      'install',
-      join(dir, packed.filename),
-      '--omit=peer',
-      '--offline',
-      '--no-audit',
-      '--no-fund',
-      '--ignore-scripts',
-    ],
+    ['install', printed, '--omit=peer', '--offline', '--no-audit', '--no-fund', '--ignore-scripts'],
     consumer,
   );
   stack = await startStack();
@@ -97,7 +127,6 @@ afterAll(async () => {
 
 describe('the gcp-token-broker-client package', () => {
   it('packs the bundles, the type declarations and the README, and no source or test', () => {
-    const files = packed.files.map((f) => f.path).sort();
     for (const f of [
       'README.md',
       'package.json',
@@ -120,7 +149,7 @@ describe('the gcp-token-broker-client package', () => {
   it('installs without the peer as at most 5 packages and 1 MB', () => {
     const { packages, bytes } = measure(join(consumer, 'node_modules'));
     process.stdout.write(
-      `client package: tarball ${packed.size} B, unpacked ${packed.unpackedSize} B; installed ${packages.length} package(s), ${bytes} B in node_modules\n`,
+      `client package: tarball ${statSync(printed).size} B; installed ${packages.length} package(s), ${bytes} B in node_modules\n`,
     );
     expect(packages).toEqual([NAME]);
     expect(packages.length).toBeLessThanOrEqual(5);
@@ -195,8 +224,9 @@ console.log(JSON.stringify({ ya29: t.token.startsWith('ya29.'), expiresAt: t.exp
     );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(
-      /^broker-token: googleIdTokenSource needs google-auth-library .*BROKER_ID_TOKEN/,
+      /^broker-token: no caller ID token for audience http:\/\/127\.0\.0\.1:1: set \$BROKER_ID_TOKEN to one, or run where Application Default Credentials give one .*npm install google-auth-library\n$/,
     );
+    expect(r.stderr).not.toMatch(/googleIdTokenSource|idToken` function/);
   });
 
   it('has type declarations that a strict TypeScript consumer compiles against, without the peer', () => {
@@ -247,5 +277,27 @@ export const bad: BrokerClientErrorCode = 'no_such_code';
     });
     expect(`${tsc.stdout}${tsc.stderr}`).toBe('');
     expect(tsc.status).toBe(0);
+  });
+});
+
+// A fresh clone has no dist/ anywhere: `npm run pack:client` must make its own folders and print the
+// tarball's path, and that tarball must install alone into an empty directory with its bin. (.ci/run
+// does the same on CI's own fresh clone, after a real `npm install`.)
+describe('npm run pack:client on a fresh clone', () => {
+  it('made dist/ and printed the tarball path; `npm install <tgz>` then `npx broker-token --version` works in an empty directory', () => {
+    expect(hadDist).toBe(false);
+    const version = (JSON.parse(readFileSync(join(PKG, 'package.json'), 'utf8')) as { version: string })
+      .version;
+    expect(printed).toBe(join(clone, 'dist', `${NAME}-${version}.tgz`));
+    expect(statSync(printed).size).toBeGreaterThan(10_000);
+
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    run('npm', ['install', printed, '--offline', '--no-audit', '--no-fund'], empty);
+    expect(readdirSync(join(empty, 'node_modules')).filter((d) => !d.startsWith('.'))).toEqual([NAME]);
+    expect(readdirSync(join(empty, 'node_modules/.bin'))).toEqual(['broker-token']);
+    expect(run('npx', ['--no-install', 'broker-token', '--version'], empty).trim()).toBe(
+      `broker-token ${version}`,
+    );
   });
 });

@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startBrokerProcess } from '../../infra/broker-process.js';
@@ -75,18 +78,29 @@ describe('configuration is checked at start', () => {
 
 describe('npm start', () => {
   it('runs the whole stack and serves a keyed token, a keyless delegated token and a token-exchange token end to end', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, [`${ROOT}dist/infra/start.js`, '--once'], {
-      cwd: ROOT,
-      timeout: 60_000,
-    });
+    // Random ports and its own folder: the docs' own run (try-it-locally.test.ts) may be up beside it.
+    const dir = mkdtempSync(join(tmpdir(), 'npm-start-'));
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [`${ROOT}dist/infra/start.js`, '--once', '--port', '0', '--dir', dir],
+      {
+        cwd: ROOT,
+        timeout: 60_000,
+      },
+    );
     expect(stdout).toContain('End to end: OK');
     expect(stdout).toContain('broker; fwd=miss');
     expect(stdout).toContain('broker; hit');
-    expect(stdout).toMatch(/curl -sS -X POST http:\/\/127\.0\.0\.1:\d+\/token/);
+    expect(stdout).toMatch(
+      /^export BROKER_URL=http:\/\/127\.0\.0\.1:\d+ BROKER_AUDIENCE=https:\/\/broker\.local\.test$/m,
+    );
+    expect(stdout).toContain('curl -sS -X POST "$BROKER_URL/token"');
     expect(stdout).toContain(
       'minted keyless: IAM signJwt calls 1, Secret Manager reads for it 0 (audit: accountMode "keyless")',
     );
     expect(stdout).toContain('the same token the microservice got: one cache entry');
     expect(stdout).toContain('"sub":"alice@demo.example"');
+    expect(stdout).toContain(`${dir}/policy.json`);
+    rmSync(dir, { recursive: true, force: true });
   }, 90_000);
 });

@@ -3,12 +3,12 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { GoogleAuth } from 'google-auth-library';
-import { Storage } from 'storage8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MetadataServer } from '../../infra/google/metadata.js';
 import type { InProcessBroker } from '../../infra/in-process-broker.js';
 import { main as cli } from '../../packages/client/src/cli/broker-token.js';
 import { pythonAvailable, runPython } from '../support/python.js';
+import { importStorage8, storage8Available } from '../support/storage8.js';
 import {
   AUDIENCE,
   BIGQUERY,
@@ -159,7 +159,9 @@ describe("Google's own auth libraries, unchanged, from an external_account crede
     });
   });
 
+  // Storage 8 where it runs (Node 22: npm run test:node22), Storage 7 on Node 20.
   it('@google-cloud/storage from the credential file alone sends the brokered token to the Storage API', async () => {
+    const { Storage } = storage8Available() ? await importStorage8() : await import('storage7');
     const arrived: Array<string | undefined> = [];
     const gcs = createServer((req, res) => {
       arrived.push(req.headers.authorization);

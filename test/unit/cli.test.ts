@@ -153,6 +153,43 @@ describe('usage errors exit 2 before any request is made', () => {
         'no-equals-sign',
       ],
     ],
+    [
+      'a delegation chain',
+      (u) => ['--url', u, '--impersonate-service-account', `hop@acme.iam.gserviceaccount.com,${SA}`],
+    ],
+    ['a chain as the positional account', (u) => ['print-access-token', `a@b.com,${SA}`, '--url', u]],
+    [
+      '--delegates',
+      (u) => ['--url', u, '--service-account', SA, '--delegates', 'hop@acme.iam.gserviceaccount.com'],
+    ],
+    ['a positional account and a flag', (u) => ['print-access-token', SA, '--url', u, '--tenant', 'blue']],
+    ['a lifetime of 0', (u) => ['--url', u, '--service-account', SA, '--lifetime', '0']],
+    ['a lifetime over 12 h', (u) => ['--url', u, '--service-account', SA, '--lifetime', '43201']],
+    ['a fractional lifetime', (u) => ['--url', u, '--service-account', SA, '--lifetime', '1.5h']],
+    [
+      '--lifetime with --min-lifetime',
+      (u) => ['--url', u, '--service-account', SA, '--lifetime', '1h', '--min-lifetime', '60'],
+    ],
+    [
+      '--lifetime on an ID token',
+      (u) => [
+        'print-identity-token',
+        '--url',
+        u,
+        '--service-account',
+        SA,
+        '--audiences',
+        'https://a',
+        '--lifetime',
+        '60',
+      ],
+    ],
+    [
+      'an unknown field in --format value()',
+      (u) => ['--url', u, '--service-account', SA, '--format', 'value(secret)'],
+    ],
+    ['--format with --json', (u) => ['--url', u, '--service-account', SA, '--format', 'json', '--json']],
+    ['a flag without its value', (u) => ['--service-account', SA, '--url', u, '--scopes']],
   ];
   it.each(cases)('%s', async (_name, args) => {
     const r = await run(args(url));
@@ -273,5 +310,100 @@ describe('credential-config --output-file', () => {
     expect(lstatSync(target).mode & 0o777).toBe(0o644);
     expect(lstatSync(link).isSymbolicLink()).toBe(false);
     expect(lstatSync(link).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('its own words for a bad command line', () => {
+  it('names an unknown flag and suggests the one meant; names a flag without its value', async () => {
+    const a = await run(['--url', url, '--service-account', SA, '--scope-list', BQ]);
+    expect(a.err).toBe(
+      'broker-token: unknown flag --scope-list; did you mean --scope?\nRun `broker-token --help` for usage.',
+    );
+    const b = await run(['--service-account', SA, '--url']);
+    expect(b.err.split('\n')[0]).toBe('broker-token: --url needs a value');
+    const c = await run(['--help=yes']);
+    expect([c.code, c.err.split('\n')[0]]).toEqual([2, 'broker-token: --help takes no value']);
+    expect(`${a.err}${b.err}${c.err}`).not.toMatch(/positional|Unknown option|argument missing/);
+    expect(requests).toHaveLength(0);
+  });
+
+  it('refuses a delegation chain, naming the account to give instead', async () => {
+    const r = await run([
+      '--url',
+      url,
+      '--impersonate-service-account',
+      `hop@acme.iam.gserviceaccount.com,${SA}`,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`name only the last account (${SA})`);
+    expect(r.err).toContain("the broker's policy sets any delegation chain");
+  });
+});
+
+describe('--version', () => {
+  it("prints the client package's version and sends nothing", async () => {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(
+      readFileSync(new URL('../../packages/client/package.json', import.meta.url), 'utf8'),
+    ) as {
+      version: string;
+    };
+    expect(await run(['--version'])).toEqual({ code: 0, out: `broker-token ${pkg.version}`, err: '' });
+    expect(requests).toHaveLength(0);
+  });
+});
+
+describe('gcloud-style forms', () => {
+  it('a positional account, with or without the command, names the service account', async () => {
+    expect((await run(['print-access-token', SA, '--url', url])).out).toBe('ya29.value');
+    expect((await run([SA, '--url', url, '--scopes', BQ])).out).toBe('ya29.value');
+    expect(requests.map((q) => [q.path, q.body['serviceAccount'], q.body['scopes']])).toEqual([
+      ['/token', SA, [DEFAULT_SCOPE]],
+      ['/token', SA, [BQ]],
+    ]);
+  });
+
+  it('--lifetime sends lifetimeSeconds (seconds, s, m or h) and asks no extra life on top', async () => {
+    for (const [given, seconds] of [
+      ['7200', 7200],
+      ['90s', 90],
+      ['30m', 1800],
+      ['12h', 43200],
+    ] as const) {
+      requests.length = 0;
+      expect((await run(['print-access-token', SA, '--url', url, '--lifetime', given])).code).toBe(0);
+      expect(requests[0]?.body).toEqual({
+        serviceAccount: SA,
+        scopes: [DEFAULT_SCOPE],
+        lifetimeSeconds: seconds,
+        minLifetimeSeconds: 0,
+      });
+    }
+  });
+
+  it('--format json, value(FIELD) and value(F1,F2) print what gcloud would', async () => {
+    const json = JSON.parse((await run([SA, '--url', url, '--format=json'])).out) as Record<string, unknown>;
+    expect(json).toEqual({
+      token: 'ya29.value',
+      expires_at: expect.any(Number),
+      expires_in: expect.any(Number),
+      expiry: new Date((json['expires_at'] as number) * 1000).toISOString(),
+      scope: 's',
+      cache_status: null,
+    });
+    expect(json['expires_in'] as number).toBeGreaterThan(3590);
+    expect((await run([SA, '--url', url, '--format=value(token)'])).out).toBe('ya29.value');
+    expect((await run([SA, '--url', url, '--format', 'value(token, scope)'])).out).toBe('ya29.value\ts');
+    const id = await run([
+      'print-identity-token',
+      SA,
+      '--url',
+      url,
+      '--audiences',
+      'https://a',
+      '--format',
+      'value(expires_at)',
+    ]);
+    expect(id.out).toMatch(/^\d{10}$/);
   });
 });

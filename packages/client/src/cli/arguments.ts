@@ -5,16 +5,15 @@
  */
 import { parseArgs } from 'node:util';
 import type { AccountRef } from '../../../wire/rules.js';
-import { MAX_MIN_LIFETIME_SECONDS } from '../../../wire/wire.js';
+import { MAX_LIFETIME_SECONDS, MAX_MIN_LIFETIME_SECONDS } from '../../../wire/wire.js';
 import { checkBrokerUrl } from '../broker-client.js';
 import type { BrokerClient } from '../index.js';
-import {
-  credentialConfig,
-  METADATA_HEADERS,
-  metadataIdentityUrl,
-  type SubjectTokenSource,
-} from './credential-config.js';
-import { DEFAULT_SCOPE } from './usage.js';
+import type { credentialConfig } from './credential-config.js';
+import { credentialPlan } from './credential-flags.js';
+import { type OutputFormat, parseFormat } from './output.js';
+import { DEFAULT_SCOPE, UsageError } from './usage.js';
+
+export { UsageError } from './usage.js';
 
 const COMMANDS = ['print-access-token', 'print-identity-token', 'print-jwt', 'credential-config'] as const;
 type Command = (typeof COMMANDS)[number];
@@ -31,10 +30,14 @@ const OPTIONS = {
   audience: { type: 'string' },
   'include-email': { type: 'boolean' },
   'min-lifetime': { type: 'string' },
+  lifetime: { type: 'string' },
+  // Accepted only to explain that the broker's policy sets the chain (a usage error).
+  delegates: { type: 'string' },
   'broker-audience': { type: 'string' },
   format: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
   // The command-less form's older flags.
   jwt: { type: 'boolean' },
   'id-token': { type: 'boolean' },
@@ -45,6 +48,11 @@ const OPTIONS = {
   'credential-source-metadata': { type: 'boolean' },
   'credential-source-url': { type: 'string' },
   'credential-source-headers': { type: 'string' },
+  'credential-source-type': { type: 'string' },
+  'credential-source-field-name': { type: 'string' },
+  'subject-token-type': { type: 'string' },
+  'github-actions': { type: 'boolean' },
+  'kubernetes-token': { type: 'string' },
   'executable-command': { type: 'string' },
   'executable-timeout-millis': { type: 'string' },
   'executable-output-file': { type: 'string' },
@@ -55,13 +63,15 @@ const COMMON: Flag[] = [
   'url',
   'broker-audience',
   'help',
+  'version',
   'impersonate-service-account',
   'service-account',
   'tenant',
+  'delegates',
 ];
 const PRINT: Flag[] = [...COMMON, 'min-lifetime', 'format', 'json'];
 const ALLOWED: Record<Command | 'legacy', ReadonlySet<Flag>> = {
-  'print-access-token': new Set([...PRINT, 'scopes', 'scope', 'subject']),
+  'print-access-token': new Set([...PRINT, 'scopes', 'scope', 'subject', 'lifetime']),
   'print-identity-token': new Set([...PRINT, 'audiences', 'audience', 'include-email']),
   'print-jwt': new Set([...PRINT, 'audiences', 'audience', 'scopes', 'scope']),
   'credential-config': new Set<Flag>([
@@ -73,6 +83,11 @@ const ALLOWED: Record<Command | 'legacy', ReadonlySet<Flag>> = {
     'credential-source-metadata',
     'credential-source-url',
     'credential-source-headers',
+    'credential-source-type',
+    'credential-source-field-name',
+    'subject-token-type',
+    'github-actions',
+    'kubernetes-token',
     'executable-command',
     'executable-timeout-millis',
     'executable-output-file',
@@ -82,6 +97,7 @@ const ALLOWED: Record<Command | 'legacy', ReadonlySet<Flag>> = {
     'scopes',
     'scope',
     'subject',
+    'lifetime',
     'audiences',
     'audience',
     'include-email',
@@ -90,74 +106,91 @@ const ALLOWED: Record<Command | 'legacy', ReadonlySet<Flag>> = {
   ]),
 };
 
-type Values = ReturnType<typeof parse>['values'];
+/** The flags as parsed. */
+export type Values = ReturnType<typeof parse>['values'];
 
-/** A bad command line: the CLI prints it and exits 2 without sending anything. */
-export class UsageError extends Error {}
+interface PrintCommon {
+  url: string;
+  brokerAudience: string;
+  format: OutputFormat;
+}
 
 /** What a good command line asks for. */
 export type Plan =
   | { kind: 'credential-config'; file: ReturnType<typeof credentialConfig>; outputFile: string | undefined }
-  | {
-      kind: 'token';
-      url: string;
-      brokerAudience: string;
-      json: boolean;
-      request: Parameters<BrokerClient['accessToken']>[0];
+  | (PrintCommon & { kind: 'token'; request: Parameters<BrokerClient['accessToken']>[0] })
+  | (PrintCommon & { kind: 'jwt'; request: Parameters<BrokerClient['jwt']>[0] })
+  | (PrintCommon & { kind: 'idtoken'; request: Parameters<BrokerClient['idToken']>[0] });
+
+/** The command and the positional account, from the positionals. */
+function commandAndAccount(positionals: string[]): { command: Command | undefined; account?: string } {
+  const [first, second, third] = positionals;
+  if (first === undefined) return { command: undefined };
+  if ((COMMANDS as readonly string[]).includes(first)) {
+    if (third !== undefined) throw new UsageError(`unexpected argument "${third}"`);
+    return { command: first as Command, ...(second === undefined ? {} : { account: second }) };
+  }
+  // gcloud's `print-access-token ACCOUNT`: an email on its own names the account (the default command).
+  if (first.includes('@')) {
+    if (second !== undefined) throw new UsageError(`unexpected argument "${second}"`);
+    return { command: undefined, account: first };
+  }
+  throw new UsageError(`unknown command "${first}"; commands: ${COMMANDS.join(', ')}`);
+}
+
+const CHAIN =
+  "the broker's policy sets any delegation chain (the account's `delegates`), and the broker follows it";
+
+/** Who the token is for: the positional account, --impersonate-service-account or --tenant. */
+function targetFrom(values: Values, positional: string | undefined): AccountRef {
+  const given = [
+    positional === undefined ? undefined : 'ACCOUNT',
+    values['impersonate-service-account'] === undefined ? undefined : '--impersonate-service-account',
+    values['service-account'] === undefined ? undefined : '--service-account',
+    values.tenant === undefined ? undefined : '--tenant',
+  ].filter((g) => g !== undefined);
+  if (given.length === 0)
+    throw new UsageError(
+      'say who the token is for: an ACCOUNT argument, --impersonate-service-account EMAIL or --tenant ID',
+    );
+  if (given.length > 1) throw new UsageError(`give one of ${given.join(', ')}, not ${given.length}`);
+  if (values.delegates !== undefined)
+    throw new UsageError(`--delegates cannot be honoured here: ${CHAIN}; name only the last account`);
+  const sa = positional ?? values['impersonate-service-account'] ?? values['service-account'];
+  if (sa !== undefined) {
+    if (sa.includes(',')) {
+      const last = sa.split(',').pop()?.trim() ?? '';
+      throw new UsageError(
+        `a delegation chain (${sa}) cannot be honoured here: ${CHAIN}; name only the last account${last ? ` (${last})` : ''}`,
+      );
     }
-  | {
-      kind: 'jwt';
-      url: string;
-      brokerAudience: string;
-      json: boolean;
-      request: Parameters<BrokerClient['jwt']>[0];
-    }
-  | {
-      kind: 'idtoken';
-      url: string;
-      brokerAudience: string;
-      json: boolean;
-      request: Parameters<BrokerClient['idToken']>[0];
-    };
+    if (sa === '') throw new UsageError('the account must not be empty');
+    return { serviceAccount: sa };
+  }
+  if (values.tenant === '') throw new UsageError('--tenant must not be empty');
+  return { tenant: values.tenant as string };
+}
 
 /** Checks every flag before anything is sent. Throws UsageError (or TypeError for an unsafe URL). */
 function planFrom(values: Values, positionals: string[], env: NodeJS.ProcessEnv): Plan {
-  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
-  const command = positionals[0];
-  if (command !== undefined && !(COMMANDS as readonly string[]).includes(command))
-    throw new UsageError(`unknown command "${command}"; commands: ${COMMANDS.join(', ')}`);
-  const allowed = ALLOWED[(command as Command | undefined) ?? 'legacy'];
+  const { command, account } = commandAndAccount(positionals);
+  const allowed = ALLOWED[command ?? 'legacy'];
   for (const [flag, value] of Object.entries(values))
     if (value !== undefined && !allowed.has(flag as Flag))
-      throw new UsageError(`--${flag} does not apply to ${command ?? 'this command'}`);
+      throw new UsageError(`--${flag} does not apply to ${command ?? 'print-access-token'}`);
 
-  const sa = values['impersonate-service-account'] ?? values['service-account'];
-  if (values['impersonate-service-account'] && values['service-account'])
-    throw new UsageError('give --impersonate-service-account once (--service-account is its alias)');
-  if (sa !== undefined && values.tenant !== undefined)
-    throw new UsageError('give --impersonate-service-account or --tenant, not both');
-  const target: AccountRef | undefined =
-    sa !== undefined
-      ? { serviceAccount: sa }
-      : values.tenant !== undefined
-        ? { tenant: values.tenant }
-        : undefined;
-  if (!target)
-    throw new UsageError('say who the token is for: --impersonate-service-account EMAIL or --tenant ID');
-  if (sa === '' || values.tenant === '') throw new UsageError('the target must not be empty');
+  const target = targetFrom(values, account);
+  const url = values.url ?? env['BROKER_URL'];
+  if (command === 'credential-config') return credentialPlan(values, env, target, url);
 
   const explicitScopes = scopesFrom(values);
   const scopes = explicitScopes ?? [DEFAULT_SCOPE];
-  const url = values.url ?? env['BROKER_URL'];
-
-  if (command === 'credential-config') return credentialPlan(values, env, target, url);
-
   if (!url) throw new UsageError('give the broker URL: --url URL or $BROKER_URL');
   checkBrokerUrl(url, '--url');
   const brokerAudience = values['broker-audience'] ?? env['BROKER_AUDIENCE'] ?? url;
-  if (values.format !== undefined && values.format !== 'json' && values.format !== 'text')
-    throw new UsageError('--format takes json or text');
-  const json = values.json === true || values.format === 'json';
+  if (values.format !== undefined && values.json) throw new UsageError('give --format or --json, not both');
+  const format = values.json ? { kind: 'json' as const } : parseFormat(values.format ?? 'text');
+  if (typeof format === 'string') throw new UsageError(format);
   const min = minLifetime(values['min-lifetime']);
   const audience = single('--audiences', values.audiences ?? values.audience);
   const kind =
@@ -167,7 +200,9 @@ function planFrom(values: Values, positionals: string[], env: NodeJS.ProcessEnv)
         ? 'jwt'
         : 'token';
   if (values.jwt && values['id-token']) throw new UsageError('give --jwt or --id-token, not both');
-  const common = { url, brokerAudience, json };
+  if (kind !== 'token' && values.lifetime !== undefined)
+    throw new UsageError('--lifetime applies to access tokens only');
+  const common = { url, brokerAudience, format };
   if (kind === 'idtoken') {
     if (audience === undefined) throw new UsageError('an ID token needs --audiences AUD');
     if (explicitScopes) throw new UsageError('an ID token takes --audiences, not --scopes');
@@ -184,95 +219,19 @@ function planFrom(values: Values, positionals: string[], env: NodeJS.ProcessEnv)
   }
   if (audience !== undefined) throw new UsageError('an access token takes --scopes, not --audiences');
   if (values.subject === '') throw new UsageError('--subject must not be empty');
+  const lifetime = lifetimeFrom(values.lifetime);
+  if (lifetime !== undefined && min.minLifetimeSeconds !== undefined)
+    throw new UsageError('give --lifetime or --min-lifetime, not both');
   return {
     kind,
     ...common,
-    request: { ...target, scopes, ...(values.subject ? { subject: values.subject } : {}), ...min },
-  };
-}
-
-function credentialPlan(
-  values: Values,
-  env: NodeJS.ProcessEnv,
-  target: AccountRef,
-  url: string | undefined,
-): Plan {
-  const stsUrl = values['sts-url'] ?? (url ? `${url.replace(/\/+$/, '')}/sts` : undefined);
-  if (!stsUrl)
-    throw new UsageError(
-      'give the broker URL (--url URL or $BROKER_URL) or the sts function URL (--sts-url)',
-    );
-  if (values['sts-url'] !== undefined && values.url !== undefined)
-    throw new UsageError('give --url or --sts-url, not both');
-  checkBrokerUrl(stsUrl, values['sts-url'] !== undefined ? '--sts-url' : '--url');
-
-  const sources = [
-    values['credential-source-file'] !== undefined,
-    values['credential-source-metadata'] === true,
-    values['credential-source-url'] !== undefined,
-    values['executable-command'] !== undefined,
-  ].filter(Boolean).length;
-  if (sources !== 1)
-    throw new UsageError(
-      'give exactly one source of the caller ID token: --credential-source-file, --credential-source-metadata, --credential-source-url or --executable-command',
-    );
-  if (values['credential-source-headers'] !== undefined && values['credential-source-url'] === undefined)
-    throw new UsageError('--credential-source-headers goes with --credential-source-url');
-  if (
-    (values['executable-timeout-millis'] !== undefined || values['executable-output-file'] !== undefined) &&
-    values['executable-command'] === undefined
-  )
-    throw new UsageError(
-      '--executable-timeout-millis and --executable-output-file go with --executable-command',
-    );
-
-  let source: SubjectTokenSource;
-  if (values['credential-source-file'] !== undefined) {
-    if (values['credential-source-file'] === '')
-      throw new UsageError('--credential-source-file must not be empty');
-    source = { file: values['credential-source-file'] };
-  } else if (values['credential-source-metadata']) {
-    const audience = values['broker-audience'] ?? env['BROKER_AUDIENCE'] ?? url;
-    if (!audience)
-      throw new UsageError(
-        '--credential-source-metadata needs the broker audience: --broker-audience, $BROKER_AUDIENCE or --url',
-      );
-    const host = env['GCE_METADATA_HOST'];
-    source = { url: metadataIdentityUrl(audience, host || undefined), headers: { ...METADATA_HEADERS } };
-  } else if (values['credential-source-url'] !== undefined) {
-    try {
-      new URL(values['credential-source-url']);
-    } catch {
-      throw new UsageError('--credential-source-url is not a URL');
-    }
-    source = {
-      url: values['credential-source-url'],
-      ...(values['credential-source-headers'] === undefined
-        ? {}
-        : { headers: headerPairs(values['credential-source-headers']) }),
-    };
-  } else {
-    const command = values['executable-command'] ?? '';
-    if (command.trim() === '') throw new UsageError('--executable-command must not be empty');
-    const timeoutText = values['executable-timeout-millis'];
-    const timeout = timeoutText === undefined ? undefined : Number(timeoutText);
-    if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= 5000 && timeout <= 120_000))
-      throw new UsageError('--executable-timeout-millis must be an integer from 5000 to 120000');
-    source = {
-      executable: {
-        command,
-        ...(timeout === undefined ? {} : { timeoutMillis: timeout }),
-        ...(values['executable-output-file'] === undefined
-          ? {}
-          : { outputFile: values['executable-output-file'] }),
-      },
-    };
-  }
-  if (values.subject === '') throw new UsageError('--subject must not be empty');
-  return {
-    kind: 'credential-config',
-    file: credentialConfig({ stsUrl, target, subject: values.subject, source }),
-    outputFile: values['output-file'],
+    request: {
+      ...target,
+      scopes,
+      ...(values.subject ? { subject: values.subject } : {}),
+      ...min,
+      ...(lifetime === undefined ? {} : { lifetimeSeconds: lifetime }),
+    },
   };
 }
 
@@ -294,35 +253,55 @@ function minLifetime(text: string | undefined): { minLifetimeSeconds?: number } 
   return { minLifetimeSeconds: n };
 }
 
+/** gcloud's `--lifetime`: seconds, or a duration such as `30m`, `2h`, `3600s`; 1 s to 12 h. */
+function lifetimeFrom(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d{1,6})([smh]?)$/.exec(text.trim());
+  const seconds = m ? Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1) : Number.NaN;
+  if (!(seconds >= 1 && seconds <= MAX_LIFETIME_SECONDS))
+    throw new UsageError(
+      `--lifetime takes seconds or a duration (3600, 3600s, 60m, 12h), from 1s to ${MAX_LIFETIME_SECONDS}s (12h)`,
+    );
+  return seconds;
+}
+
 function single(flag: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   if (value === '' || value.includes(',')) throw new UsageError(`${flag} takes one audience`);
   return value;
 }
 
-function headerPairs(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of text.split(',')) {
-    const i = pair.indexOf('=');
-    const name = pair.slice(0, i).trim();
-    if (i <= 0 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
-      throw new UsageError('--credential-source-headers takes NAME=VALUE pairs separated by commas');
-    out[name] = pair.slice(i + 1);
-  }
-  return out;
-}
-
+/** Node's parseArgs, with the CLI's own words for its errors. */
 function parse(argv: string[]) {
   try {
     return parseArgs({ args: argv, strict: true, allowPositionals: true, options: OPTIONS });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(parseProblem(e as Error & { code?: string }));
   }
 }
 
-/** Parses and checks a command line; `help` when --help was asked. Throws UsageError, or TypeError for an unsafe URL. */
-export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Plan | 'help' {
+function parseProblem(e: Error & { code?: string }): string {
+  // Node's texts quote the flag: 'Unknown option '--x'…', 'Option '--url <value>' argument missing',
+  // 'Option '-h, --help' does not take an argument'.
+  const quoted = /'([^']*)'/.exec(e.message)?.[1] ?? '';
+  const flag = /--[^\s=,]+/.exec(quoted)?.[0] ?? /-[^\s=,]+/.exec(quoted)?.[0];
+  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag !== undefined) {
+    const name = flag.replace(/^-+/, '').split('=')[0] ?? '';
+    const near = Object.keys(OPTIONS).find((o) => o.startsWith(name) || name.startsWith(o));
+    return `unknown flag ${flag.split('=')[0]}${near && name !== '' ? `; did you mean --${near}?` : ''}`;
+  }
+  if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag !== undefined) {
+    const name = flag.replace(/^-+/, '');
+    const option = OPTIONS[name as Flag] as { type: string } | undefined;
+    return option?.type === 'boolean' ? `${flag} takes no value` : `${flag} needs a value`;
+  }
+  return 'could not read the command line';
+}
+
+/** Parses and checks a command line; `help` or `version` when asked. Throws UsageError, or TypeError for an unsafe URL. */
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Plan | 'help' | 'version' {
   const { values, positionals } = parse(argv);
   if (values.help) return 'help';
+  if (values.version) return 'version';
   return planFrom(values, positionals, env);
 }

@@ -5,12 +5,40 @@
  * `external_account` credential file for Google's own libraries. `--help`
  * lists the commands, environment variables and exit codes.
  */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { BrokerClient, BrokerClientError, type BrokerToken, googleIdTokenSource } from '../index.js';
 import { type Plan, parseCommandLine, UsageError } from './arguments.js';
+import { render } from './output.js';
 import { writePrivateFile } from './private-file.js';
 import { EXIT, USAGE } from './usage.js';
+import { version } from './version.js';
 
 export { DEFAULT_SCOPE, EXIT, USAGE } from './usage.js';
+
+/** No caller ID token could be had: neither $BROKER_ID_TOKEN nor Application Default Credentials gave one. */
+class NoCallerToken extends Error {}
+
+/**
+ * The caller's ID token: $BROKER_ID_TOKEN, or else Application Default
+ * Credentials through google-auth-library. Rejects with NoCallerToken, in
+ * the CLI's words, when neither gives one.
+ */
+function callerToken(env: NodeJS.ProcessEnv, brokerAudience: string): () => Promise<string> {
+  const given = env['BROKER_ID_TOKEN'];
+  if (given) return async () => given;
+  const adc = googleIdTokenSource(brokerAudience);
+  return async () => {
+    try {
+      return await adc();
+    } catch (e) {
+      const missing = /needs google-auth-library/.test((e as Error).message);
+      throw new NoCallerToken(
+        `no caller ID token for audience ${brokerAudience}: set $BROKER_ID_TOKEN to one, or run where Application Default Credentials give one (the metadata server on Google Cloud, or GOOGLE_APPLICATION_CREDENTIALS naming a service-account key)${missing ? '; Application Default Credentials need google-auth-library: npm install google-auth-library' : ` (${(e as Error).message.split('\n')[0]})`}`,
+      );
+    }
+  };
+}
 
 /** Runs the CLI; returns the exit code (see `EXIT`). */
 export async function main(
@@ -24,6 +52,10 @@ export async function main(
     const parsed = parseCommandLine(argv, env);
     if (parsed === 'help') {
       out(USAGE);
+      return EXIT.ok;
+    }
+    if (parsed === 'version') {
+      out(`broker-token ${version()}`);
       return EXIT.ok;
     }
     plan = parsed;
@@ -46,10 +78,11 @@ export async function main(
     }
     return EXIT.ok;
   }
-  const idToken = env['BROKER_ID_TOKEN'];
   const client = new BrokerClient({
     url: plan.url,
-    idToken: idToken ? async () => idToken : googleIdTokenSource(plan.brokerAudience),
+    idToken: callerToken(env, plan.brokerAudience),
+    // A token asked for a lifetime is for that long from now: no refresh skew on top.
+    ...(plan.kind === 'token' && plan.request.lifetimeSeconds !== undefined ? { refreshSkewSeconds: 0 } : {}),
   });
   try {
     const t: BrokerToken =
@@ -58,16 +91,7 @@ export async function main(
         : plan.kind === 'jwt'
           ? await client.jwt(plan.request)
           : await client.accessToken(plan.request);
-    out(
-      plan.json
-        ? JSON.stringify({
-            token: t.token,
-            expires_at: Math.floor(t.expiresAt / 1000),
-            scope: t.scope,
-            cache_status: t.cacheStatus,
-          })
-        : t.token,
-    );
+    out(render(t, plan.format, Date.now()));
     return EXIT.ok;
   } catch (e) {
     if (e instanceof BrokerClientError) {
@@ -79,7 +103,21 @@ export async function main(
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('broker-token')) {
+/**
+ * Whether this module is the program itself (`node dist/cli.js`, or the `broker-token` bin, a link to
+ * it), and not imported by another program (the repository's `broker-token`, which adds `policy`).
+ */
+function isProgram(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isProgram()) {
   main(
     process.argv.slice(2),
     process.env,

@@ -5,25 +5,34 @@
  * (docs/calling.md, docs/contract.md, "Token exchange (RFC 8693)").
  */
 import { type AccountRef, stsAudience } from '../../../wire/rules.js';
+import type { SubjectTokenType } from '../../../wire/wire.js';
 
-/** The subject token the libraries read and send: the caller's Google ID token. */
-export const SUBJECT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
+/** The subject token type of a Google ID token (the default). */
+export const ID_TOKEN_TYPE: SubjectTokenType = 'urn:ietf:params:oauth:token-type:id_token';
+/** The subject token type of another issuer's OIDC token (GitHub Actions, Kubernetes). */
+export const JWT_TYPE: SubjectTokenType = 'urn:ietf:params:oauth:token-type:jwt';
 
-/** Where the libraries read the caller's ID token from: the three sources they support. */
+/**
+ * How the libraries read the subject token out of what the source gives:
+ * the whole text, or one field of a JSON object (GitHub's `{"value": ...}`).
+ */
+export type SourceFormat = { type: 'text' } | { type: 'json'; subject_token_field_name: string };
+
+/** Where the libraries read the caller's token from: the three sources they support. */
 export type SubjectTokenSource =
-  | { file: string }
-  | { url: string; headers?: Record<string, string> }
+  | { file: string; format?: SourceFormat }
+  | { url: string; headers?: Record<string, string>; format?: SourceFormat }
   | { executable: { command: string; timeoutMillis?: number; outputFile?: string } };
 
 /** The file's JSON, in the field names Google's libraries read. */
 export interface ExternalAccountCredentialFile {
   type: 'external_account';
   audience: string;
-  subject_token_type: typeof SUBJECT_TOKEN_TYPE;
+  subject_token_type: SubjectTokenType;
   token_url: string;
   credential_source:
-    | { file: string; format: { type: 'text' } }
-    | { url: string; headers?: Record<string, string>; format: { type: 'text' } }
+    | { file: string; format: SourceFormat }
+    | { url: string; headers?: Record<string, string>; format: SourceFormat }
     | { executable: { command: string; timeout_millis?: number; output_file?: string } };
 }
 
@@ -46,15 +55,16 @@ export function credentialConfig(input: {
   target: AccountRef;
   subject?: string | undefined;
   source: SubjectTokenSource;
+  subjectTokenType?: SubjectTokenType;
 }): ExternalAccountCredentialFile {
   const { source } = input;
   let credentialSource: ExternalAccountCredentialFile['credential_source'];
-  if ('file' in source) credentialSource = { file: source.file, format: { type: 'text' } };
+  if ('file' in source) credentialSource = { file: source.file, format: source.format ?? { type: 'text' } };
   else if ('url' in source)
     credentialSource = {
       url: source.url,
       ...(source.headers && Object.keys(source.headers).length > 0 ? { headers: source.headers } : {}),
-      format: { type: 'text' },
+      format: source.format ?? { type: 'text' },
     };
   else {
     const e = source.executable;
@@ -69,7 +79,7 @@ export function credentialConfig(input: {
   return {
     type: 'external_account',
     audience: stsAudience(input.target, input.subject),
-    subject_token_type: SUBJECT_TOKEN_TYPE,
+    subject_token_type: input.subjectTokenType ?? ID_TOKEN_TYPE,
     token_url: input.stsUrl,
     credential_source: credentialSource,
   };
