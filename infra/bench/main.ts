@@ -58,6 +58,8 @@ import { GCS_RW, policyScale, SHARED_TENANTS, sharedTenantPolicy } from './tenan
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const DURATION = env('BENCH_SECONDS', 5);
+/** The warm-up load before a measured one (JIT, connections): a second, or the whole duration when shorter. */
+const WARM_SECONDS = Math.min(1, DURATION);
 const SIGN_MS = env('BENCH_SIGN_MS', 3000);
 const COLD_RUNS = env('BENCH_COLD_RUNS', 7);
 const IMPORT_RUNS = env('BENCH_IMPORT_RUNS', 3);
@@ -456,9 +458,9 @@ async function l1AndMemory(stack: Stack, shared: Record<string, string>, billing
       throw new Error('the external caller was refused');
     const idle = rssMb(broker.child.pid!);
     // Warm all up (JIT, connections), then measure each on the same machine state.
-    await load(broker, '/token', billing, [body], 1);
-    await load(broker, '/token', job, [body], 1);
-    await load(bare, '/', billing, [body], 1);
+    await load(broker, '/token', billing, [body], WARM_SECONDS);
+    await load(broker, '/token', job, [body], WARM_SECONDS);
+    await load(bare, '/', billing, [body], WARM_SECONDS);
     // Two rounds of each, taken in turn, so that a drift of this shared machine weighs on all alike.
     const oursRuns: Load[] = [];
     const externalRuns: Load[] = [];
@@ -703,8 +705,8 @@ async function tenants(stack: Stack, shared: Record<string, string>, platform: s
     const bare = await startBrokerProcess({ target: 'bare', env: {}, source: BARE });
     try {
       const bodies = ids.slice(0, 20).map((tenant) => ({ tenant, scopes: [GCS_RW] }));
-      await load(broker, '/token', platform, bodies, 1);
-      await load(bare, '/', platform, bodies, 1);
+      await load(broker, '/token', platform, bodies, WARM_SECONDS);
+      await load(bare, '/', platform, bodies, WARM_SECONDS);
       const oursRuns: Load[] = [];
       const refRuns: Load[] = [];
       for (let round = 0; round < 2; round++) {

@@ -14,7 +14,7 @@ describe.runIf(redisAvailable || process.env['CI'] === 'true')('npm run bench, a
       timeout: 170_000,
       env: {
         ...process.env,
-        BENCH_SECONDS: '1',
+        BENCH_SECONDS: '0.4',
         BENCH_SIGN_MS: '200',
         BENCH_IMPORT_RUNS: '1',
         BENCH_COLD_RUNS: '1',
