@@ -96,6 +96,7 @@ async function main(options: StartOptions): Promise<void> {
     storagePort: ports.storage,
   });
   const secretManager = await startSecretManagerStandIn({ port: ports.secretManager });
+  const github = await google.startGitHubIssuer({ port: ports.github, run: { owner: 'demo', repo: 'etl' } });
   const brokerMetadata = await google.startMetadataServer({
     email: BROKER_SA,
     projectId: PROJECT,
@@ -104,6 +105,7 @@ async function main(options: StartOptions): Promise<void> {
   print(`  Google OAuth 2.0 stand-in   ${google.url}  (token, JWKS ${google.jwksUrl}, tokeninfo)`);
   print(`  IAM Credentials stand-in    ${google.iamUrl}`);
   print(`  STS and Storage stand-ins   ${google.sts.url}, ${google.storage.url}`);
+  print(`  GitHub Actions OIDC issuer  ${github.url}  (a job's ID token, outside Google Cloud)`);
   print(`  Secret Manager stand-in     ${secretManager.host}  (plaintext gRPC)`);
   print(`  the broker's metadata server ${brokerMetadata.url}  (it runs as ${BROKER_SA})`);
   let cache: LocalSharedCache | undefined;
@@ -123,7 +125,7 @@ async function main(options: StartOptions): Promise<void> {
   let policy: Record<string, unknown>;
   if (demo) {
     step('Writing the demo policy, and making its accounts at the stand-ins');
-    policy = demoPolicy();
+    policy = demoPolicy({ githubIssuer: github.issuer, audience: AUDIENCE });
     // Whole or not at all: a broker still running from an earlier start may read it.
     writeFileSync(`${policyFile}.tmp`, `${JSON.stringify(policy, null, 2)}\n`);
     renameSync(`${policyFile}.tmp`, policyFile);
@@ -166,6 +168,9 @@ async function main(options: StartOptions): Promise<void> {
       SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
       GCE_METADATA_HOST: brokerMetadata.host,
       BROKER_IAM_CREDENTIALS_URL: google.iamUrl,
+      BROKER_STS_URL: google.sts.tokenUrl,
+      // The GitHub-like issuer is http on loopback; the flag admits that, and only that (tests and npm start).
+      BROKER_ALLOW_LOOPBACK_ISSUERS: 'true',
       ...cache?.env,
     },
   });
@@ -173,7 +178,7 @@ async function main(options: StartOptions): Promise<void> {
 
   let ok = true;
   if (demo) {
-    const ctx: DemoContext = { google, secretManager, broker, audience: AUDIENCE, dir, tokens: [] };
+    const ctx: DemoContext = { google, github, secretManager, broker, audience: AUDIENCE, dir, tokens: [] };
     for (const s of DEMO_STEPS) {
       step(s.title);
       const worked = await s.run(ctx);

@@ -17,6 +17,8 @@ export const PORT_OFFSETS = {
   secretManager: 6,
   /** The demo caller's metadata server: where a caller's ID token comes from, as on Google Cloud. */
   callerMetadata: 7,
+  /** A GitHub-Actions-like OIDC issuer: the demo's job outside Google Cloud. */
+  github: 8,
 } as const;
 
 /** A service of the local stack. */
