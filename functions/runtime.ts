@@ -161,6 +161,7 @@ export function createRuntime(env: Env, log: Logger = createLogger(), target?: s
           initialText: config.policyFile.text,
           path: config.policyFile.path,
           refreshMs: config.policyRefreshSeconds * 1000,
+          allowLoopbackIssuers: config.allowLoopbackIssuers,
           readFile: (p) => readFile(p, 'utf8'),
           now,
           onChange: (next) => {

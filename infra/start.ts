@@ -153,26 +153,28 @@ async function main(options: StartOptions): Promise<void> {
     `  the caller's metadata server ${callerMetadata.url}  (a workload running as ${callerMetadata.email})`,
   );
 
+  /** What the broker is configured with (the shared cache's secrets aside), printed again at the end. */
+  const brokerEnv = {
+    BROKER_AUDIENCE: AUDIENCE,
+    BROKER_POLICY_FILE: policyFile,
+    BROKER_JWKS_URL: google.jwksUrl,
+    BROKER_ISSUERS: google.issuer,
+    BROKER_TOKEN_URL: google.tokenUrl,
+    SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
+    GCE_METADATA_HOST: brokerMetadata.host,
+    BROKER_IAM_CREDENTIALS_URL: google.iamUrl,
+    BROKER_STS_URL: google.sts.tokenUrl,
+    // The GitHub-like issuer is http on loopback; the flag admits that, and only that (tests and npm start).
+    BROKER_ALLOW_LOOPBACK_ISSUERS: 'true',
+  };
+
   step('Starting the broker (functions-framework --target=broker)');
   const logFile = join(dir, 'broker.log');
   writeFileSync(logFile, '');
   const broker = await startBrokerProcess({
     target: 'broker',
     ...(ports.broker === 0 ? {} : { port: ports.broker }),
-    env: {
-      BROKER_POLICY_FILE: policyFile,
-      BROKER_AUDIENCE: AUDIENCE,
-      BROKER_JWKS_URL: google.jwksUrl,
-      BROKER_ISSUERS: google.issuer,
-      BROKER_TOKEN_URL: google.tokenUrl,
-      SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
-      GCE_METADATA_HOST: brokerMetadata.host,
-      BROKER_IAM_CREDENTIALS_URL: google.iamUrl,
-      BROKER_STS_URL: google.sts.tokenUrl,
-      // The GitHub-like issuer is http on loopback; the flag admits that, and only that (tests and npm start).
-      BROKER_ALLOW_LOOPBACK_ISSUERS: 'true',
-      ...cache?.env,
-    },
+    env: { ...brokerEnv, ...cache?.env },
   });
   print(`  ${broker.url}  (POST /token, /jwt, /idtoken, /sts, /admin/purge)  audience ${AUDIENCE}`);
 
@@ -208,17 +210,7 @@ async function main(options: StartOptions): Promise<void> {
   else
     print(`  (no grant of your policy names one caller, one account and plain scopes to show commands for)`);
   print(`\nThe variables a broker needs, to run it yourself against these stand-ins:\n`);
-  for (const [name, value] of Object.entries({
-    BROKER_AUDIENCE: AUDIENCE,
-    BROKER_POLICY_FILE: policyFile,
-    BROKER_JWKS_URL: google.jwksUrl,
-    BROKER_ISSUERS: google.issuer,
-    BROKER_TOKEN_URL: google.tokenUrl,
-    SECRET_MANAGER_EMULATOR_HOST: secretManager.host,
-    GCE_METADATA_HOST: brokerMetadata.host,
-    BROKER_IAM_CREDENTIALS_URL: google.iamUrl,
-  }))
-    print(`export ${name}=${value}`);
+  for (const [name, value] of Object.entries(brokerEnv)) print(`export ${name}=${value}`);
 
   const shutdown = async () => {
     await broker.stop();

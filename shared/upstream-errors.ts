@@ -49,3 +49,13 @@ export function isKeyRejected(err: unknown): boolean {
   const body = err.upstreamBody as { error_description?: unknown } | undefined;
   return typeof body?.error_description === 'string' && /invalid jwt signature/i.test(body.error_description);
 }
+
+/**
+ * The `error` code of an OAuth 2.0 error body (RFC 6749 §5.2), as Google's
+ * token endpoint and STS answer: a short token, or `http_<status>` when the
+ * body has none a log line could safely carry.
+ */
+export function oauthErrorCode(body: Record<string, unknown> | undefined, status: number): string {
+  const error = body?.['error'];
+  return typeof error === 'string' && /^[\w.-]{1,64}$/.test(error) ? error : `http_${status}`;
+}

@@ -17,6 +17,8 @@ export interface PolicyFileOptions {
   path: string;
   /** `BROKER_POLICY_REFRESH_SECONDS`, in milliseconds: how often the file is read again; 0 for never. */
   refreshMs: number;
+  /** As at start: policy issuers may be `http:` on loopback (`BROKER_ALLOW_LOOPBACK_ISSUERS`). */
+  allowLoopbackIssuers: boolean;
   readFile: (path: string) => Promise<string>;
   now?: () => number;
   /** A new policy took effect (its warnings, if any). */
@@ -58,7 +60,7 @@ export function createPolicyFile(options: PolicyFileOptions): PolicySource {
         return;
       }
       try {
-        policy = compilePolicy(raw);
+        policy = compilePolicy(raw, { allowLoopbackIssuers: options.allowLoopbackIssuers });
         options.onChange?.(policy);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;

@@ -2,6 +2,7 @@ import { BrokerError } from '../errors.js';
 import { parseJsonObject } from '../json-object.js';
 import type { AccessBoundary } from '../policy/boundary.js';
 import { isRetryableStatus, parseRetryAfter } from '../retry.js';
+import { oauthErrorCode } from '../upstream-errors.js';
 import { type HttpClient, type HttpResponse, sharedHttpClient } from './http.js';
 import { isExhausted, type RetryBudget, safeCause, withRetries } from './retrying.js';
 import { retryAfterSeconds } from './token-endpoint.js';
@@ -57,10 +58,7 @@ export function stsForm(source: string, boundary: AccessBoundary): string {
 export function processStsResponse(res: HttpResponse): Downscoped {
   const obj = parseJsonObject(res.body);
   if (res.status !== 200) {
-    const error =
-      typeof obj?.['error'] === 'string' && /^[\w.-]{1,64}$/.test(obj['error'])
-        ? obj['error']
-        : `http_${res.status}`;
+    const error = oauthErrorCode(obj, res.status);
     const description = typeof obj?.['error_description'] === 'string' ? obj['error_description'] : undefined;
     return refuse(error, res.status, description);
   }

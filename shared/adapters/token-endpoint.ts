@@ -1,7 +1,7 @@
 import { BrokerError } from '../errors.js';
 import { parseJsonObject, unverifiedExpiry } from '../json-object.js';
 import { isRetryableStatus, parseRetryAfter } from '../retry.js';
-import { describeUpstreamError } from '../upstream-errors.js';
+import { describeUpstreamError, oauthErrorCode } from '../upstream-errors.js';
 import { isExhausted, type RetryBudget, safeCause, withRetries } from './retrying.js';
 
 /** What the token endpoint returns, once every field was checked. */
@@ -62,10 +62,7 @@ export async function processTokenResponse(
 ): Promise<TokenResult> {
   const obj = parseJsonObject(await response.text());
   if (response.status !== 200) {
-    const error =
-      typeof obj?.['error'] === 'string' && /^[\w.-]{1,64}$/.test(obj['error'])
-        ? obj['error']
-        : `http_${response.status}`;
+    const error = oauthErrorCode(obj, response.status);
     const description = typeof obj?.['error_description'] === 'string' ? obj['error_description'] : undefined;
     throw new BrokerError('upstream_rejected', describeUpstreamError(error, description), {
       upstreamError: error,

@@ -133,6 +133,7 @@ describe('the gcp-token-broker-client package', () => {
       'dist/index.js',
       'dist/google-auth.js',
       'dist/cli.js',
+      'bin/broker-token.js',
       'CHANGELOG.md',
       'dist/types/client/src/index.d.ts',
       'dist/types/client/src/auth-client.d.ts',
@@ -141,7 +142,9 @@ describe('the gcp-token-broker-client package', () => {
       expect(files).toContain(f);
     expect(
       files.filter(
-        (f) => !f.startsWith('dist/') && !['README.md', 'CHANGELOG.md', 'package.json'].includes(f),
+        (f) =>
+          !f.startsWith('dist/') &&
+          !['README.md', 'CHANGELOG.md', 'package.json', 'bin/broker-token.js'].includes(f),
       ),
     ).toEqual([]);
   });
@@ -299,5 +302,35 @@ describe('npm run pack:client on a fresh clone', () => {
     expect(run('npx', ['--no-install', 'broker-token', '--version'], empty).trim()).toBe(
       `broker-token ${version}`,
     );
+    // Installed alone, `policy` says where it runs: the broker's policy code does not ship in the package.
+    const alone = spawnSync('npx', ['--no-install', 'broker-token', 'policy', 'check', 'p.json'], {
+      cwd: empty,
+      encoding: 'utf8',
+    });
+    expect(alone.status).toBe(2);
+    expect(alone.stderr).toContain('run them in a clone of the broker');
+  });
+
+  it("in the clone, the workspace's broker-token runs `policy check` with the broker's own code", () => {
+    const policy = join(dir, 'policy.json');
+    writeFileSync(
+      policy,
+      JSON.stringify({
+        serviceAccounts: [{ email: 'a@p.iam.gserviceaccount.com', keyless: true }],
+        grants: [
+          {
+            callers: ['b@p.iam.gserviceaccount.com'],
+            serviceAccounts: ['a@p.iam.gserviceaccount.com'],
+            scopes: ['s'],
+          },
+        ],
+      }),
+    );
+    const bin = join(ROOT, 'node_modules/.bin/broker-token');
+    expect(run(bin, ['policy', 'check', policy], ROOT)).toContain('valid: 1 service account(s), 1 grant(s)');
+    writeFileSync(policy, JSON.stringify({ serviceAccounts: [], grants: [] }));
+    const refused = spawnSync(bin, ['policy', 'check', policy], { cwd: ROOT, encoding: 'utf8' });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain('serviceAccounts: must not be empty');
   });
 });

@@ -5,8 +5,9 @@
  * `external_account` credential file for Google's own libraries. `--help`
  * lists the commands, environment variables and exit codes.
  */
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { existsSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BrokerClient, BrokerClientError, type BrokerToken, googleIdTokenSource } from '../index.js';
 import { type Plan, parseCommandLine, UsageError } from './arguments.js';
 import { render } from './output.js';
@@ -47,6 +48,7 @@ export async function main(
   out: (s: string) => void,
   err: (s: string) => void,
 ): Promise<number> {
+  if (argv[0] === 'policy') return policy(argv.slice(1), out, err);
   let plan: Plan;
   try {
     const parsed = parseCommandLine(argv, env);
@@ -104,8 +106,30 @@ export async function main(
 }
 
 /**
- * Whether this module is the program itself (`node dist/cli.js`, or the `broker-token` bin, a link to
- * it), and not imported by another program (the repository's `broker-token`, which adds `policy`).
+ * `broker-token policy check|explain`: they run the broker's own policy code,
+ * which ships with the broker, not with this package. In a clone of the
+ * broker (built by `npm install`), its tool is found beside this package and
+ * run; elsewhere the command says where to run it.
+ */
+async function policy(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    const tool = join(dir, 'dist', 'infra', 'policy-cli.js');
+    if (!existsSync(tool)) continue;
+    const { policyMain } = (await import(pathToFileURL(tool).href)) as {
+      policyMain: (argv: string[], out: (s: string) => void, err: (s: string) => void) => number;
+    };
+    return policyMain(argv, out, err);
+  }
+  err(
+    "broker-token: `policy check` and `policy explain` run the broker's own policy code: run them in a clone of the broker, after `npm install` (npx broker-token policy check FILE).",
+  );
+  return EXIT.usage;
+}
+
+/**
+ * Whether this module is the program itself (`node dist/cli.js`), and not imported by another program:
+ * the package's `bin/broker-token.js`, or the repository's `broker-token`, which adds `policy`.
  */
 function isProgram(): boolean {
   const entry = process.argv[1];
