@@ -1,6 +1,7 @@
 import { isSourceRefused, type SecurityTokenService } from './adapters/sts.js';
 import type { TokenStore } from './cache/token-store.js';
 import type { CacheKeyParts, PurgeReach, Served, Token } from './cache/types.js';
+import { Lru } from './lru.js';
 import type { Minter } from './minting/minter.js';
 import { type AccessBoundary, type BoundaryTemplate, expandBoundary } from './policy/boundary.js';
 import type { KeyedAccount, KeylessAccount, ServiceAccountEntry } from './policy/types.js';
@@ -77,6 +78,27 @@ export function createBroker(deps: BrokerDeps): Broker {
 
   const now = deps.now ?? Date.now;
 
+  // A boundary is expanded and hashed once per grant, tenant and subject, not on every hit.
+  const expanded = new WeakMap<BoundaryTemplate, Lru<string, AccessBoundary>>();
+  function boundaryFor(
+    template: BoundaryTemplate,
+    tenant: string | undefined,
+    subject: string | undefined,
+  ): AccessBoundary {
+    let known = expanded.get(template);
+    if (known === undefined) {
+      known = new Lru(10_000);
+      expanded.set(template, known);
+    }
+    const key = `${tenant ?? ''}\n${subject ?? ''}`;
+    let boundary = known.get(key);
+    if (boundary === undefined) {
+      boundary = expandBoundary(template, { tenant, subject });
+      known.set(key, boundary);
+    }
+    return boundary;
+  }
+
   /**
    * A token bounded by `boundary` (docs/contract.md, "Tenants on shared
    * accounts"): the account's own token for the request's scopes from the
@@ -122,10 +144,11 @@ export function createBroker(deps: BrokerDeps): Broker {
       };
       const mint = () => mintFor(account, request, parts);
       if (template === undefined) return { request, account, parts, mint };
-      const boundary = expandBoundary(template, {
-        tenant: 'tenant' in request.for ? request.for.tenant : undefined,
-        subject: parts.subject,
-      });
+      const boundary = boundaryFor(
+        template,
+        'tenant' in request.for ? request.for.tenant : undefined,
+        parts.subject,
+      );
       return {
         request,
         account,
