@@ -78,6 +78,8 @@ export interface SharedCacheOptions {
   onFailure?: (failure: CacheFailure) => void;
   /** Namespace of every key the broker writes. */
   prefix?: string;
+  /** First retry of a lock release that failed (see `unlock`). */
+  releaseRetryMs?: number;
 }
 
 // Compare-and-delete: release a lock only if we still own it.
@@ -87,6 +89,8 @@ const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 const GENERATION = /^(\d{1,15})\.[A-Za-z0-9_-]{22}$/;
 /** Generations leave Redis after 30 days unused; a missing one is re-created fresh (a purge of its entries). */
 const GENERATION_TTL_MS = 30 * 24 * 3600 * 1000;
+/** Lock releases waiting to be tried again at once, at most (each is one timer; past this, the lock expires on its own). */
+const MAX_PENDING_RELEASES = 1000;
 
 function counterOf(value: unknown): number | undefined {
   if (typeof value !== 'string') return undefined;
@@ -118,6 +122,7 @@ export class SharedTokenCache {
   readonly #onFailure: (failure: CacheFailure) => void;
   readonly #prefix: string;
   readonly #genAll: string;
+  readonly #releaseRetryMs: number;
 
   constructor(options: SharedCacheOptions) {
     this.#redis = options.redis;
@@ -128,6 +133,7 @@ export class SharedTokenCache {
     this.#onFailure = options.onFailure ?? (() => {});
     this.#prefix = options.prefix ?? 'tb:v1:';
     this.#genAll = `${this.#prefix}gen:all`;
+    this.#releaseRetryMs = options.releaseRetryMs ?? 1000;
   }
 
   /** The circuit breaker's state, for health and tests. */
@@ -376,10 +382,35 @@ export class SharedTokenCache {
     return taken === undefined ? undefined : { owner };
   }
 
-  /** Releases the lock if this owner still holds it (compare-and-delete). */
+  /**
+   * Releases the lock if this owner still holds it (compare-and-delete).
+   * When the cache does not answer, the release is tried again later (after
+   * `releaseRetryMs`, then twice as long each time) until the lock expires on
+   * its own: a lock left behind would make every instance that wants this
+   * token wait out a mint that is over (up to its wait deadline).
+   */
   async unlock(parts: CacheKeyParts, owner: string): Promise<void> {
-    await this.#call('unlock', () => this.#redis.eval(UNLOCK, [this.#lock(parts)], [owner]));
+    await this.#release(this.#lock(parts), owner, this.#releaseRetryMs);
   }
+
+  async #release(name: string, owner: string, retryMs: number): Promise<void> {
+    const released = await this.#call('unlock', () => this.#redis.eval(UNLOCK, [name], [owner]));
+    if (released !== undefined) return;
+    const until = lockExpiry(this.#keys, name, owner);
+    if (
+      until === undefined ||
+      this.#now() + retryMs >= until ||
+      this.#pendingReleases >= MAX_PENDING_RELEASES
+    )
+      return;
+    this.#pendingReleases++;
+    setTimeout(() => {
+      this.#pendingReleases--;
+      void this.#release(name, owner, retryMs * 2);
+    }, retryMs).unref();
+  }
+
+  #pendingReleases = 0;
 
   /**
    * Makes matching entries unreachable on every instance: each generation is

@@ -19,8 +19,9 @@ const CACHE_KEY = new Uint8Array(32).fill(9);
 function instance(
   redis: MemoryRedis,
   now: () => number,
-  extra: { refreshAheadSeconds?: number; waitDeadlineMs?: number } = {},
+  extra: { refreshAheadSeconds?: number; waitDeadlineMs?: number; releaseRetryMs?: number } = {},
 ) {
+  const { releaseRetryMs, ...storeOptions } = extra;
   const failures: string[] = [];
   const l2 = new SharedTokenCache({
     redis,
@@ -29,6 +30,7 @@ function instance(
     timeoutMs: 100,
     breaker: new CircuitBreaker({ now }),
     onFailure: (f) => failures.push(`${f.op}:${f.reason}`),
+    ...(releaseRetryMs === undefined ? {} : { releaseRetryMs }),
   });
   const store = new TokenStore({
     l1: createMemoryCache({ now }),
@@ -36,7 +38,7 @@ function instance(
     refreshSkewSeconds: 300,
     refreshAheadSeconds: 0,
     now,
-    ...extra,
+    ...storeOptions,
   });
   return { store, l2, failures };
 }
@@ -103,6 +105,32 @@ describe('TokenStore over a shared cache', () => {
     expect((await a.store.serve(parts, 0, m.mint)).cache).toBe('miss');
     expect(Date.now() - started).toBeLessThan(1000);
     expect(m.count).toBe(1);
+  });
+
+  it('releases a lock whose release failed once the cache answers again, so no instance waits out a mint that is over', async () => {
+    const redis = new MemoryRedis();
+    const releaseRetryMs = 50;
+    const a = instance(redis, Date.now, { releaseRetryMs });
+    const b = instance(redis, Date.now);
+    const m = minter(Date.now, 3600, 1);
+    // a mints and stores; the cache drops only the release of a's lock.
+    const evalOnce = redis.eval.bind(redis);
+    let dropped = 0;
+    redis.eval = async (...args) => {
+      if (dropped++ === 0) throw new Error('ECONNRESET');
+      return evalOnce(...args);
+    };
+    expect((await a.store.serve(parts, 0, m.mint)).cache).toBe('miss');
+    const lockKeys = () => [...redis.data.keys()].filter((k) => k.includes(':lock:'));
+    expect(lockKeys()).toHaveLength(1); // left behind, for up to its 15 s
+    // A purge: the next request on b needs a mint, and finds a's lock.
+    await a.store.purge({ all: true });
+    const started = Date.now();
+    expect(await b.store.serve(parts, 0, m.mint)).toMatchObject({ cache: 'miss', token: 'tok-2' });
+    // Without the retried release, b waits for its 5 s deadline before minting itself.
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(lockKeys()).toEqual([]);
+    expect(a.failures).toEqual(['unlock:error']);
   });
 
   it('purges across instances: the generation changes and other L1s notice within the check interval', async () => {
