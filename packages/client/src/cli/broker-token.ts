@@ -1,11 +1,10 @@
-#!/usr/bin/env node
 /**
  * `npx broker-token`: tokens from the broker for ops and scripts, shaped like
  * gcloud's `auth print-access-token` / `print-identity-token`, and the
  * `external_account` credential file for Google's own libraries. `--help`
  * lists the commands, environment variables and exit codes.
  */
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BrokerClient, BrokerClientError, type BrokerToken, googleIdTokenSource } from '../index.js';
@@ -125,29 +124,4 @@ async function policy(argv: string[], out: (s: string) => void, err: (s: string)
     "broker-token: `policy check` and `policy explain` run the broker's own policy code: run them in a clone of the broker, after `npm install` (npx broker-token policy check FILE).",
   );
   return EXIT.usage;
-}
-
-/**
- * Whether this module is the program itself (`node dist/cli.js`), and not imported by another program:
- * the package's `bin/broker-token.js`, or the repository's `broker-token`, which adds `policy`.
- */
-function isProgram(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isProgram()) {
-  main(
-    process.argv.slice(2),
-    process.env,
-    (s) => process.stdout.write(`${s}\n`),
-    (s) => process.stderr.write(`${s}\n`),
-  ).then((code) => {
-    process.exitCode = code;
-  });
 }
