@@ -6,6 +6,7 @@ import type { RsaKeyPool } from './rsa-pool.js';
 import {
   type Account,
   bearerOf,
+  closeServer,
   liveAccessToken,
   playTransportFault,
   readBody,
@@ -441,12 +442,7 @@ export async function startIamServer(
     reset() {
       faults.length = 0;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const res of hanging) res.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, hanging),
   };
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { numericIdFor, playTransportFault, type StandInContext } from './state.js';
+import { closeServer, numericIdFor, playTransportFault, type StandInContext } from './state.js';
 
 /**
  * A fault a metadata server plays, for reliability tests. `only` limits it
@@ -319,12 +319,7 @@ export async function startMetadataServer(
   const port = (server.address() as AddressInfo).port;
   let down = false;
 
-  const stop = (s: Server) =>
-    new Promise<void>((resolve) => {
-      for (const res of hanging) res.destroy();
-      s.closeAllConnections();
-      s.close(() => resolve());
-    });
+  const stop = (s: Server) => closeServer(s, hanging);
 
   return {
     host: `${host}:${port}`,

@@ -27,6 +27,7 @@ import {
   type AccessTokenInfo,
   type Account,
   bearerOf,
+  closeServer,
   liveAccessToken,
   numericIdFor,
   playTransportFault,
@@ -246,6 +247,15 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
   let iam: IamServer | undefined;
   const metadataServers = new Set<MetadataServer>();
   const issuers = new Set<GitHubActionsIssuer | KubernetesIssuer>();
+  /** An issuer's options: on this stand-in's host unless given, its secrets reported here too. */
+  const issuerOptions = <O extends { host?: string; onSecret?: (secret: string) => void }>(o: O) => ({
+    host,
+    ...o,
+    onSecret: (secret: string) => {
+      options.onSecret?.(secret);
+      o.onSecret?.(secret);
+    },
+  });
   const stats = {
     tokenRequests: 0,
     tokensIssued: 0,
@@ -657,26 +667,12 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
       return m;
     },
     async startGitHubIssuer(o = {}) {
-      const issuer = await startGitHubActionsIssuer({
-        host,
-        ...o,
-        onSecret: (secret) => {
-          options.onSecret?.(secret);
-          o.onSecret?.(secret);
-        },
-      });
+      const issuer = await startGitHubActionsIssuer(issuerOptions(o));
       issuers.add(issuer);
       return issuer;
     },
     async startKubernetesIssuer(o = {}) {
-      const issuer = await startKubernetes({
-        host,
-        ...o,
-        onSecret: (secret) => {
-          options.onSecret?.(secret);
-          o.onSecret?.(secret);
-        },
-      });
+      const issuer = await startKubernetes(issuerOptions(o));
       issuers.add(issuer);
       return issuer;
     },
@@ -701,11 +697,7 @@ export async function startGoogleStandIn(options: GoogleStandInOptions = {}): Pr
     close: async () => {
       await Promise.all([...metadataServers, ...issuers].map((m) => m.close()));
       await Promise.all([iam!.close(), sts.close(), storage.close()]);
-      await new Promise<void>((resolve) => {
-        for (const res of hanging) res.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      });
+      await closeServer(server, hanging);
     },
   };
   return standIn;

@@ -1,5 +1,5 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { CompiledBoundary } from './boundary.js';
 import type { RsaKeyPool } from './rsa-pool.js';
 
@@ -154,4 +154,13 @@ export async function playTransportFault(
       req.socket.destroy();
       return true;
   }
+}
+
+/** Stops a stand-in's server at once: the responses a hang fault holds are destroyed, kept-alive connections closed. */
+export function closeServer(server: Server, hanging: Set<ServerResponse>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    for (const res of hanging) res.destroy();
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
 }

@@ -7,6 +7,7 @@ import { OBJECT_LIST_PREFIX } from './cel.js';
 import {
   type AccessTokenInfo,
   bearerOf,
+  closeServer,
   FaultQueue,
   liveAccessToken,
   playTransportFault,
@@ -577,11 +578,6 @@ export async function startStorageServer(
     reset() {
       faults.clear();
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const res of hanging) res.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, hanging),
   };
 }

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { type AccessBoundary, BoundaryError, canonicalJson, compileBoundary } from './boundary.js';
 import {
+  closeServer,
   FaultQueue,
   liveAccessToken,
   playTransportFault,
@@ -323,11 +324,6 @@ export async function startStsServer(
     reset() {
       faults.clear();
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const res of hanging) res.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, hanging),
   };
 }

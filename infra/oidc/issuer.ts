@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { exportJWK, type JWK, SignJWT } from 'jose';
-import { playTransportFault } from '../google/state.js';
+import { closeServer, playTransportFault } from '../google/state.js';
 
 const generate = promisify(generateKeyPair);
 
@@ -214,12 +214,7 @@ export async function startIssuerHttp(options: {
       s.once('error', reject);
       s.listen(port, host, () => resolve(s));
     });
-  const stop = (s: Server) =>
-    new Promise<void>((resolve) => {
-      for (const res of hanging) res.destroy();
-      s.closeAllConnections();
-      s.close(() => resolve());
-    });
+  const stop = (s: Server) => closeServer(s, hanging);
 
   let server: Server | undefined = await listen(options.port ?? 0);
   const port = (server.address() as AddressInfo).port;
