@@ -120,10 +120,10 @@ resource "google_service_account_iam_member" "keyless_token_creator" {
 # One secret per keyed service account. Versions are added out of band (gcloud secrets versions add), unless
 # manage_key_versions_in_terraform is set.
 resource "google_secret_manager_secret" "key" {
-  for_each  = local.keyed_accounts
-  project   = var.project_id
-  secret_id = each.key
-  labels    = local.labels
+  for_each            = local.keyed_accounts
+  project             = var.project_id
+  secret_id           = each.key
+  labels              = local.labels
   version_destroy_ttl = var.secret_version_destroy_ttl
   # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
@@ -173,9 +173,9 @@ ephemeral "random_bytes" "cache_key" {
 }
 
 resource "google_secret_manager_secret" "cache_key" {
-  project   = var.project_id
-  secret_id = "${local.prefix}-cache-key"
-  labels    = local.labels
+  project             = var.project_id
+  secret_id           = "${local.prefix}-cache-key"
+  labels              = local.labels
   version_destroy_ttl = var.secret_version_destroy_ttl
   # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
@@ -216,10 +216,10 @@ resource "google_secret_manager_secret_version" "cache_key" {
 }
 
 resource "google_secret_manager_secret" "upstash_token" {
-  count     = local.shared_cache ? 1 : 0
-  project   = var.project_id
-  secret_id = "${local.prefix}-upstash-token"
-  labels    = local.labels
+  count               = local.shared_cache ? 1 : 0
+  project             = var.project_id
+  secret_id           = "${local.prefix}-upstash-token"
+  labels              = local.labels
   version_destroy_ttl = var.secret_version_destroy_ttl
   # Automatic (Google picks the locations; needs `global` allowed), or user-managed in var.secret_locations.
   replication {
